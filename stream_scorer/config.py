@@ -1,0 +1,155 @@
+"""All settings in one validated object, read from the environment, a `.env` file and CLI flags.
+
+Every setting has an environment variable ``STREAM_SCORER_<NAME>`` (nested ones use ``__``, as in
+``STREAM_SCORER_TOPICS__SCORES``). A bad value stops the process at start with a message that names
+the variable: :func:`load_settings` turns pydantic's error into a :class:`ConfigError`.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from stream_scorer.exceptions import ConfigError
+
+ENV_PREFIX = "STREAM_SCORER_"
+
+# librdkafka settings stream-scorer owns: overriding them would break its delivery guarantees.
+OWNED_KAFKA_KEYS = frozenset(
+    {
+        "bootstrap.servers",
+        "group.id",
+        "enable.auto.commit",
+        "enable.auto.offset.store",
+        "enable.partition.eof",
+        "on_delivery",
+    }
+)
+
+
+class TopicSettings(BaseModel):
+    """Topic names and how missing topics are created."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    transactions: str = Field("transactions", min_length=1, max_length=249)
+    labels: str = Field("labels", min_length=1, max_length=249)
+    scores: str = Field("scores", min_length=1, max_length=249)
+    drift_alerts: str = Field("drift-alerts", min_length=1, max_length=249)
+    dlq: str = Field("transactions.dlq", min_length=1, max_length=249)
+    partitions: int = Field(6, ge=1, le=10_000, description="Partitions of topics created at start.")
+    replication_factor: int = Field(1, ge=1, le=32)
+
+
+class ModelSettings(BaseModel):
+    """The champion model's hyper-parameters."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field("logreg-sgd", min_length=1, max_length=64)
+    learning_rate: float = Field(0.02, gt=0, le=10)
+    l2: float = Field(0.0, ge=0, le=10)
+    intercept_lr: float = Field(0.01, ge=0, le=10)
+
+
+class Settings(BaseSettings):
+    """Settings of a stream-scorer process."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_file=".env",
+        env_file_encoding="utf-8",
+        env_nested_delimiter="__",
+        extra="forbid",
+        populate_by_name=True,
+    )
+
+    bootstrap_servers: str = Field(
+        "127.0.0.1:9092",
+        min_length=1,
+        validation_alias=AliasChoices(
+            "bootstrap_servers", "STREAM_SCORER_BOOTSTRAP_SERVERS", "KAFKA_BOOTSTRAP_SERVERS"
+        ),
+        description="Kafka bootstrap servers (KAFKA_BOOTSTRAP_SERVERS is read too).",
+    )
+    group_id: str = Field("stream-scorer", min_length=1, description="Consumer group of workers.")
+    client_id: str = Field("stream-scorer", min_length=1)
+    topics: TopicSettings = Field(default_factory=TopicSettings)
+    model: ModelSettings = Field(default_factory=ModelSettings)
+    create_topics: bool = Field(True, description="Create missing topics at start.")
+    batch_size: int = Field(500, ge=1, le=100_000, description="Most records consumed per batch.")
+    poll_timeout_s: float = Field(0.5, gt=0, le=60, description="Longest wait for a batch.")
+    max_event_bytes: int = Field(
+        64 * 1024, ge=256, le=16 * 1024 * 1024, description="Larger events go to the DLQ."
+    )
+    max_future_skew_s: float = Field(
+        86_400.0, ge=0, description="Events dated further ahead of the wall clock go to the DLQ."
+    )
+    min_event_time: datetime = Field(
+        datetime(2000, 1, 1, tzinfo=UTC), description="Events dated before this go to the DLQ."
+    )
+    review_threshold: float = Field(0.5, gt=0, lt=1, description="Score at which review starts.")
+    decline_threshold: float = Field(0.8, gt=0, le=1, description="Score at which decline starts.")
+    kafka: dict[str, str] = Field(
+        default_factory=dict,
+        description="librdkafka settings passed to every client (security settings included).",
+    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["json", "text"] = "json"
+
+    @model_validator(mode="after")
+    def _check(self) -> Settings:
+        if self.review_threshold >= self.decline_threshold:
+            raise ValueError("review_threshold must be below decline_threshold")
+        for key in self.kafka:
+            if key in OWNED_KAFKA_KEYS:
+                raise ValueError(f"kafka setting {key!r} is owned by stream-scorer; set it another way")
+        return self
+
+    def kafka_common(self) -> dict[str, Any]:
+        """librdkafka settings every client shares: bootstrap, client id and the passthrough."""
+        conf: dict[str, Any] = {"bootstrap.servers": self.bootstrap_servers}
+        conf["client.id"] = self.client_id
+        conf.update(self.kafka)
+        return conf
+
+
+def env_name(loc: tuple[str | int, ...]) -> str:
+    """The environment variable that sets the field at ``loc``."""
+    return ENV_PREFIX + "__".join(str(part).upper() for part in loc)
+
+
+def _unknown_env() -> list[str]:
+    known = {name.upper() for name in Settings.model_fields}
+    return sorted(
+        key
+        for key in os.environ
+        if key.upper().startswith(ENV_PREFIX)
+        and key.upper()[len(ENV_PREFIX) :].split("__")[0] not in known
+    )
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build the settings from the environment, `.env` and ``overrides`` (CLI flags win).
+
+    Raises :class:`ConfigError` naming each bad setting, so that a process never starts half-set.
+    """
+    unknown = _unknown_env()
+    if unknown:
+        raise ConfigError("unknown setting(s): " + ", ".join(unknown))
+    clean = {k: v for k, v in overrides.items() if v is not None}
+    try:
+        return Settings(**clean)
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            loc = tuple(err["loc"])
+            where = env_name(loc) if loc else "settings"
+            if loc and loc[0] in clean:
+                where += f" (--{str(loc[0]).replace('_', '-')})"
+            lines.append(f"{where}: {err['msg']} (got {err.get('input')!r})")
+        raise ConfigError("invalid setting(s):\n  " + "\n  ".join(lines)) from None
