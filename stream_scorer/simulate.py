@@ -222,3 +222,14 @@ def shifted_to(events: list[dict[str, Any]], start: datetime) -> list[dict[str, 
         e2["event_time"] = _rfc3339((datetime.fromisoformat(e["event_time"]) + delta).timestamp())
         out.append(e2)
     return out
+
+
+def write_jsonl(path: Any, count: int, seed: int = 0, drift_at: int | None = None) -> int:
+    """Write ``count`` simulated transactions to ``path`` as JSON Lines; return the count."""
+    import orjson
+
+    sim = Simulator(SimConfig(drift_at=drift_at), seed=seed)
+    with open(path, "wb") as f:
+        for event in sim.events(count):
+            f.write(orjson.dumps(event) + b"\n")
+    return count

@@ -1,0 +1,183 @@
+"""The ``stream-scorer`` command."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from stream_scorer import __version__
+from stream_scorer.config import Settings, load_settings
+from stream_scorer.exceptions import StreamScorerError
+
+logger = logging.getLogger("stream_scorer.cli")
+
+
+def _kv(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    return key.strip(), value
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("connection (each also has a STREAM_SCORER_* variable)")
+    g.add_argument("--bootstrap-servers", help="Kafka bootstrap servers")
+    g.add_argument("--group-id", help="consumer group of the workers")
+    g.add_argument(
+        "--kafka-config", "-X", type=_kv, action="append", default=[], metavar="KEY=VALUE",
+        help="any librdkafka setting, e.g. -X security.protocol=SASL_SSL (repeatable)",
+    )
+    g.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+
+
+def _settings(args: argparse.Namespace, **more: Any) -> Settings:
+    overrides: dict[str, Any] = {
+        "bootstrap_servers": args.bootstrap_servers,
+        "group_id": args.group_id,
+        "log_level": args.log_level,
+        **more,
+    }
+    base = load_settings(**overrides)
+    if args.kafka_config:
+        merged = {**base.kafka, **dict(args.kafka_config)}
+        base = load_settings(**overrides, kafka=merged)
+    return base
+
+
+def _configure_logging(settings: Settings) -> None:
+    from stream_scorer.logs import configure
+
+    configure(settings.log_level, settings.log_format)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from stream_scorer.worker import Worker
+
+    settings = _settings(args, batch_size=args.batch_size)
+    _configure_logging(settings)
+    worker = Worker(settings)
+
+    def _graceful(signum: int, frame: FrameType | None) -> None:
+        logger.info("signal %s: finishing the batch, then stopping", signal.Signals(signum).name)
+        worker.stop()
+
+    signal.signal(signal.SIGTERM, _graceful)
+    signal.signal(signal.SIGINT, _graceful)
+    worker.run()
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from stream_scorer.demo import run_demo
+
+    settings = _settings(args)
+    _configure_logging(settings.model_copy(update={"log_level": "WARNING", "log_format": "text"}))
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    return run_demo(settings, duration=args.duration, rate=args.rate, seed=args.seed)
+
+
+def cmd_kafka(args: argparse.Namespace) -> int:
+    from stream_scorer.kafka.launcher import KAFKA_VERSION, LocalKafka, fetch_jars
+
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    if args.kafka_cmd == "fetch":
+        print(fetch_jars(args.version or KAFKA_VERSION))
+        return 0
+    kafka = LocalKafka(port=args.port, data_dir=args.data_dir, version=args.version or KAFKA_VERSION)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    kafka.start()
+    print(f"KAFKA_BOOTSTRAP_SERVERS={kafka.bootstrap_servers}", flush=True)
+    try:
+        while kafka.process is not None and kafka.process.poll() is None:
+            time.sleep(0.5)
+        print("the broker exited", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        kafka.close()
+
+
+def cmd_schemas(args: argparse.Namespace) -> int:
+    from stream_scorer import schemas
+
+    directory = Path(args.dir)
+    if args.write:
+        for path in schemas.write_all(directory):
+            print(path)
+        return 0
+    stale = schemas.stale(directory)
+    if stale:
+        print(f"out of date: {', '.join(stale)} (run `stream-scorer schemas --write`)", file=sys.stderr)
+        return 1
+    print("schemas are up to date")
+    return 0
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from stream_scorer.simulate import write_jsonl
+
+    n = write_jsonl(Path(args.out), args.count, seed=args.seed, drift_at=args.drift_at)
+    print(f"wrote {n} transactions to {args.out}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="stream-scorer", description="Score card transactions for fraud on Kafka.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("run", help="run a scoring worker (joins the consumer group)")
+    _common(p)
+    p.add_argument("--batch-size", type=int, help="most records per batch")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("demo", help="local broker + simulator + worker, with a live view")
+    _common(p)
+    p.add_argument("--duration", type=float, default=None, help="seconds to run (default: until Ctrl-C)")
+    p.add_argument("--rate", type=float, default=500.0, help="simulated events per second")
+    p.add_argument("--seed", type=int, default=7)
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("kafka", help="the local Apache Kafka broker (no Docker needed)")
+    ksub = p.add_subparsers(dest="kafka_cmd", required=True)
+    k = ksub.add_parser("fetch", help="fetch the broker's jars with Maven")
+    k.add_argument("--version")
+    k = ksub.add_parser("start", help="start a broker in the foreground; Ctrl-C stops it")
+    k.add_argument("--port", type=int, default=9092)
+    k.add_argument("--data-dir", type=Path, default=None, help="keep data here (default: a temp dir)")
+    k.add_argument("--version")
+    p.set_defaults(func=cmd_kafka)
+
+    p = sub.add_parser("schemas", help="check (default) or write the JSON Schema files")
+    p.add_argument("--write", action="store_true")
+    p.add_argument("--dir", default=str(Path(__file__).resolve().parent.parent / "schemas"))
+    p.set_defaults(func=cmd_schemas)
+
+    p = sub.add_parser("simulate", help="write simulated transactions as JSON Lines")
+    p.add_argument("--out", required=True)
+    p.add_argument("--count", type=int, default=100_000)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--drift-at", type=int, default=None)
+    p.set_defaults(func=cmd_simulate)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except StreamScorerError as exc:
+        print(f"stream-scorer: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

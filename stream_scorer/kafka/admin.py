@@ -1,0 +1,91 @@
+"""Topic administration: create the topics stream-scorer needs when they are missing."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable
+
+from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from stream_scorer.config import Settings
+from stream_scorer.exceptions import ConfigError, StreamScorerError
+
+logger = logging.getLogger(__name__)
+
+
+class BrokerUnreachable(StreamScorerError):
+    """No broker answered at the configured bootstrap servers."""
+
+
+def admin_client(settings: Settings) -> AdminClient:
+    """An AdminClient with the common settings (security included); bad settings raise ConfigError."""
+    try:
+        return AdminClient(settings.kafka_common())
+    except (KafkaException, ValueError, TypeError) as exc:
+        raise ConfigError(f"STREAM_SCORER_KAFKA: librdkafka refused a setting: {exc}") from None
+
+
+def all_topics(settings: Settings) -> list[str]:
+    t = settings.topics
+    return [t.transactions, t.labels, t.scores, t.drift_alerts, t.dlq]
+
+
+def ensure_topics(
+    settings: Settings,
+    names: Iterable[str] | None = None,
+    timeout: float = 30.0,
+    compacted: Iterable[str] = (),
+) -> list[str]:
+    """Create the missing topics among ``names`` (all of stream-scorer's by default).
+
+    Returns the names created. Another worker creating the same topic at the same time is fine.
+    Raises :class:`BrokerUnreachable` when no broker answers within ``timeout``.
+    """
+    admin = admin_client(settings)
+    wanted = list(names) if names is not None else all_topics(settings)
+    compacted = set(compacted)
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            existing = set(admin.list_topics(timeout=min(5.0, timeout)).topics)
+            break
+        except KafkaException as exc:
+            if time.monotonic() > deadline:
+                raise BrokerUnreachable(
+                    f"no Kafka broker answered at {settings.bootstrap_servers} within {timeout:.0f}s: {exc}"
+                ) from None
+            time.sleep(0.5)
+    missing = [n for n in wanted if n not in existing]
+    if not missing:
+        return []
+    new = [
+        NewTopic(
+            n,
+            num_partitions=settings.topics.partitions,
+            replication_factor=settings.topics.replication_factor,
+            config={"cleanup.policy": "compact"} if n in compacted else {},
+        )
+        for n in missing
+    ]
+    created = []
+    for name, fut in admin.create_topics(new, operation_timeout=timeout).items():
+        try:
+            fut.result()
+            created.append(name)
+        except KafkaException as exc:
+            if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
+                raise
+    _wait_visible(admin, missing, deadline)
+    if created:
+        logger.info("created topics %s", ", ".join(created))
+    return created
+
+
+def _wait_visible(admin: AdminClient, names: list[str], deadline: float) -> None:
+    while time.monotonic() < deadline:
+        md = admin.list_topics(timeout=5)
+        if all(n in md.topics and not md.topics[n].error for n in names):
+            return
+        time.sleep(0.1)
