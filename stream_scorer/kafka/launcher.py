@@ -203,7 +203,7 @@ class LocalKafka:
         if not (self.data_dir / "logs" / "meta.properties").exists():
             cluster_id = _cluster_id()
             fmt = subprocess.run(
-                self._java("kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(config), "--standalone"),
+                self._java("kafka.tools.StorageTool", "format", f"--cluster-id={cluster_id}", "-c", str(config), "--standalone"),
                 capture_output=True, text=True, check=False,
             )
             if fmt.returncode != 0:

@@ -1,0 +1,82 @@
+"""Fixtures shared by every test: one real Kafka broker for the session, and isolated settings.
+
+The broker, in order of preference: the cluster named by ``KAFKA_BOOTSTRAP_SERVERS``; a
+testcontainers Kafka container when a Docker daemon answers; the project's own launcher, which
+fetches Apache Kafka's jars from Maven Central and runs a KRaft broker on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from stream_scorer.config import Settings
+
+
+def _docker_answers() -> bool:
+    try:
+        import docker
+
+        client = docker.from_env(timeout=3)
+        client.ping()
+        return True
+    except Exception:  # noqa: BLE001 (no daemon, no socket, no permission: all mean "no")
+        return False
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap() -> Iterator[str]:
+    """The bootstrap address of a real Kafka broker for this test session."""
+    env = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+    if env:
+        yield env
+        return
+    if _docker_answers():
+        from testcontainers.kafka import KafkaContainer
+
+        with KafkaContainer("confluentinc/cp-kafka:7.7.1").with_kraft() as kafka:
+            yield kafka.get_bootstrap_server()
+        return
+    from stream_scorer.kafka.launcher import LocalKafka
+
+    with LocalKafka() as kafka:
+        yield kafka.bootstrap_servers
+
+
+@pytest.fixture(autouse=True)
+def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Settings in the developer's environment must not leak into tests."""
+    for key in list(os.environ):
+        if key.startswith("STREAM_SCORER_") and key not in ("STREAM_SCORER_KAFKA_CACHE", "STREAM_SCORER_KAFKA_VERSION"):
+            monkeypatch.delenv(key)
+
+
+@pytest.fixture
+def make_settings(kafka_bootstrap: str) -> Callable[..., Settings]:
+    """Settings on the session's broker with topics and group of this test's own."""
+    suffix = uuid.uuid4().hex[:8]
+
+    def make(**overrides: Any) -> Settings:
+        topics = {
+            "transactions": f"transactions-{suffix}",
+            "labels": f"labels-{suffix}",
+            "scores": f"scores-{suffix}",
+            "drift_alerts": f"drift-alerts-{suffix}",
+            "dlq": f"transactions.dlq-{suffix}",
+            "partitions": 3,
+        }
+        topics.update(overrides.pop("topics", {}))
+        base: dict[str, Any] = {
+            "bootstrap_servers": kafka_bootstrap,
+            "group_id": f"scorer-{suffix}",
+            "topics": topics,
+            "log_format": "text",
+        }
+        base.update(overrides)
+        return Settings(**base)
+
+    return make

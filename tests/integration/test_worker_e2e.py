@@ -1,0 +1,99 @@
+"""The live path over a real broker: every event scored once, bad ones dead-lettered, restarts resume."""
+
+from __future__ import annotations
+
+import base64
+from collections import Counter
+
+import orjson
+import pytest
+
+from stream_scorer.events import DeadLetter, Score
+from stream_scorer.simulate import Simulator, shifted_to
+from tests.kafka_helpers import WorkerThread, produce, produce_events, read_all
+
+pytestmark = [pytest.mark.integration]
+
+
+def _recent(n: int, seed: int) -> list[dict]:
+    from datetime import UTC, datetime, timedelta
+
+    return shifted_to(Simulator(seed=seed).take(n), datetime.now(UTC) - timedelta(hours=12))
+
+
+@pytest.mark.slow
+def test_ten_thousand_events_give_ten_thousand_scores(make_settings):
+    settings = make_settings()
+    events = _recent(10_000, seed=1)
+    w = WorkerThread(settings).start()
+    produce_events(settings, events)
+    w.wait_scored(10_000)
+    w.stop()
+    msgs = read_all(settings, settings.topics.scores, expected=10_000)
+    ids = Counter(orjson.loads(m.value())["transaction_id"] for m in msgs)
+    assert set(ids) == {e["transaction_id"] for e in events}
+    assert len(msgs) == 10_000 and max(ids.values()) == 1
+    # Scores are keyed by card and valid against the contract.
+    for m in msgs[:500]:
+        score = Score.model_validate_json(m.value())
+        assert m.key() == score.card_id.encode()
+    assert w.worker.stats.dead_letters == 0
+    assert w.worker.stats.learned == 10_000
+
+
+def test_malformed_events_go_to_the_dlq_with_their_reason(make_settings):
+    settings = make_settings(max_event_bytes=4096)
+    good = _recent(200, seed=2)
+    base = dict(good[0], transaction_id="bad")
+    bad: dict[bytes, str] = {
+        b"this is not json": "not valid JSON",
+        orjson.dumps(dict(base, amount=-5.0)): "amount",
+        b'{"transaction_id": "x", "amount": NaN}': "not valid JSON",
+        orjson.dumps(dict(base, amount="Infinity")): "amount",
+        orjson.dumps(dict(base, currency="ZZZ")): "currency",
+        orjson.dumps(dict(base, event_time="31/12/2025 10:00")): "event_time",
+        orjson.dumps(dict(base, event_time="2026-01-01T10:00:00")): "event_time",
+        orjson.dumps({k: v for k, v in base.items() if k != "card_id"}): "card_id",
+        orjson.dumps(dict(base, note="x" * 5000)): "4096",
+        b"[1, 2, 3]": "JSON object",
+    }
+    records: list[tuple[bytes | None, bytes]] = [(e["card_id"].encode(), orjson.dumps(e)) for e in good[:100]]
+    records += [(b"k", payload) for payload in bad]
+    records += [(e["card_id"].encode(), orjson.dumps(e)) for e in good[100:]]
+    produce(settings, records)
+    w = WorkerThread(settings).start()
+    w.wait_scored(len(records))
+    w.stop()
+
+    dead = read_all(settings, settings.topics.dlq, expected=len(bad))
+    assert len(dead) == len(bad)
+    seen = {}
+    for m in dead:
+        dl = DeadLetter.model_validate_json(m.value())
+        payload = base64.b64decode(dl.payload_b64)
+        assert dl.source_topic == settings.topics.transactions
+        assert dl.reason and dict(m.headers() or [])["reason"].decode() == dl.reason[:1000]
+        seen[payload] = dl.reason
+    assert set(seen) == set(bad), "every malformed record is in the DLQ, byte for byte"
+    for payload, expect in bad.items():
+        assert expect in seen[payload], (payload[:60], seen[payload])
+    scores = read_all(settings, settings.topics.scores, expected=200)
+    assert {orjson.loads(m.value())["transaction_id"] for m in scores} == {e["transaction_id"] for e in good}
+    assert w.worker.stats.dead_letters == len(bad)
+
+
+def test_restarted_worker_resumes_from_committed_offsets(make_settings):
+    settings = make_settings()
+    events = _recent(5_000, seed=3)
+    produce_events(settings, events[:3_000])
+    first = WorkerThread(settings).start()
+    first.wait_scored(3_000)
+    first.stop()
+    produce_events(settings, events[3_000:])
+    second = WorkerThread(settings).start()
+    second.wait_scored(2_000)
+    second.stop()
+    assert second.worker.stats.consumed == 2_000, "the second worker re-read nothing already committed"
+    msgs = read_all(settings, settings.topics.scores, expected=5_000)
+    ids = Counter(orjson.loads(m.value())["transaction_id"] for m in msgs)
+    assert len(msgs) == 5_000 and set(ids) == {e["transaction_id"] for e in events}
