@@ -123,12 +123,17 @@ def env_name(loc: tuple[str | int, ...]) -> str:
     return ENV_PREFIX + "__".join(str(part).upper() for part in loc)
 
 
+# Read by the broker launcher (stream_scorer.kafka.launcher), not by Settings.
+LAUNCHER_ENV = frozenset({"STREAM_SCORER_KAFKA_CACHE", "STREAM_SCORER_KAFKA_VERSION"})
+
+
 def _unknown_env() -> list[str]:
     known = {name.upper() for name in Settings.model_fields}
     return sorted(
         key
         for key in os.environ
         if key.upper().startswith(ENV_PREFIX)
+        and key.upper() not in LAUNCHER_ENV
         and key.upper()[len(ENV_PREFIX) :].split("__")[0] not in known
     )
 
@@ -151,5 +156,7 @@ def load_settings(**overrides: Any) -> Settings:
             where = env_name(loc) if loc else "settings"
             if loc and loc[0] in clean:
                 where += f" (--{str(loc[0]).replace('_', '-')})"
-            lines.append(f"{where}: {err['msg']} (got {err.get('input')!r})")
+            # Passthrough Kafka settings may hold credentials: never echo their values.
+            got = "<hidden>" if loc and loc[0] == "kafka" else repr(err.get("input"))
+            lines.append(f"{where}: {err['msg']} (got {got})")
         raise ConfigError("invalid setting(s):\n  " + "\n  ".join(lines)) from None

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from stream_scorer.config import Settings
+from stream_scorer.kafka.admin import ensure_topics
 
 
 def _docker_answers() -> bool:
@@ -77,6 +78,9 @@ def make_settings(kafka_bootstrap: str) -> Callable[..., Settings]:
             "log_format": "text",
         }
         base.update(overrides)
-        return Settings(**base)
+        settings = Settings(**base)
+        # Topics exist before a test produces to them (the broker does not auto-create topics).
+        ensure_topics(settings)
+        return settings
 
     return make

@@ -16,7 +16,9 @@ from stream_scorer.worker import Worker
 
 def produce(settings: Settings, values: Iterable[tuple[bytes | None, bytes]], topic: str | None = None) -> int:
     """Produce ``(key, value)`` pairs and wait until all are acknowledged; return how many."""
-    producer = Producer({"bootstrap.servers": settings.bootstrap_servers, "linger.ms": 5, "acks": "all"})
+    producer = Producer(
+        {"bootstrap.servers": settings.bootstrap_servers, "linger.ms": 5, "acks": "all", "partitioner": "murmur2_random"}
+    )
     n = 0
     for key, value in values:
         while True:

@@ -1,0 +1,79 @@
+"""The data layer's gate: every bad record becomes a Rejection with a kind and a reason."""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import UTC, datetime
+
+import orjson
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from stream_scorer.decode import Decoder, Rejection
+from stream_scorer.events import Transaction
+
+GOOD = {
+    "transaction_id": "t1",
+    "event_time": "2026-01-31T12:00:00Z",
+    "card_id": "c1",
+    "merchant_id": "m1",
+    "amount": 12.5,
+    "currency": "EUR",
+}
+NOW = datetime(2026, 2, 1, tzinfo=UTC).timestamp()
+
+
+@pytest.mark.parametrize(
+    ("payload", "kind", "words"),
+    [
+        (None, "not_json", "null"),
+        (b"", "not_json", "JSON"),
+        (b"\xff\xfe", "not_json", "JSON"),
+        (b'{"amount": NaN}', "not_json", "JSON"),
+        (b'{"amount": 1e999}', "not_json", "JSON"),
+        (b"[" * 2000 + b"]" * 2000, "not_json", "JSON"),
+        (b"[1,2]", "not_object", "list"),
+        (b'"text"', "not_object", "str"),
+        (orjson.dumps({**GOOD, "amount": -1}), "rule", "amount"),
+        (orjson.dumps({**GOOD, "amount": "12"}), "schema", "amount"),
+        (orjson.dumps({**GOOD, "currency": "XXY"}), "rule", "currency"),
+        (orjson.dumps({k: v for k, v in GOOD.items() if k != "card_id"}), "schema", "card_id"),
+        (orjson.dumps({**GOOD, "event_time": "1999-12-31T00:00:00Z"}), "rule", "before"),
+        (orjson.dumps({**GOOD, "event_time": "2026-03-01T00:00:00Z"}), "rule", "future"),
+        (orjson.dumps({**GOOD, "pad": "x" * 5000}), "oversized", "limit"),
+    ],
+)
+def test_rejections_have_kind_and_reason(payload, kind, words):
+    out = Decoder(max_bytes=4096).decode(payload, NOW)
+    assert isinstance(out, Rejection)
+    assert out.kind == kind
+    assert words in out.reason
+
+
+def test_a_good_record_decodes():
+    out = Decoder().decode(orjson.dumps(GOOD), NOW)
+    assert isinstance(out, Transaction) and out.amount == 12.5
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=300) | st.text(max_size=300).map(str.encode))
+def test_decode_never_raises_on_arbitrary_bytes(data):
+    out = Decoder().decode(data, time.time())
+    assert isinstance(out, (Transaction, Rejection))
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(st.sampled_from(sorted(GOOD)), json_values, max_size=6))
+def test_decode_never_raises_on_wrong_types(partial):
+    out = Decoder().decode(json.dumps({**GOOD, **partial}).encode(), NOW)
+    if isinstance(out, Rejection):
+        assert out.reason and out.kind in {"schema", "rule"}
