@@ -1,0 +1,139 @@
+"""The `stream-scorer` command as users run it: a real process, real signals, a real broker."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import orjson
+import pytest
+from confluent_kafka import Consumer, KafkaException, TopicPartition
+
+from stream_scorer.simulate import Simulator, shifted_to
+from tests.kafka_helpers import produce_events, read_all
+
+pytestmark = [pytest.mark.integration]
+
+CLI = [sys.executable, "-m", "stream_scorer.cli"]
+
+
+def _env(settings, **more: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("STREAM_SCORER_") or "KAFKA_" in k}
+    env.update(
+        STREAM_SCORER_BOOTSTRAP_SERVERS=settings.bootstrap_servers,
+        STREAM_SCORER_GROUP_ID=settings.group_id,
+        STREAM_SCORER_TOPICS__TRANSACTIONS=settings.topics.transactions,
+        STREAM_SCORER_TOPICS__SCORES=settings.topics.scores,
+        STREAM_SCORER_TOPICS__DLQ=settings.topics.dlq,
+        STREAM_SCORER_TOPICS__LABELS=settings.topics.labels,
+        STREAM_SCORER_TOPICS__DRIFT_ALERTS=settings.topics.drift_alerts,
+        STREAM_SCORER_TOPICS__PARTITIONS="3",
+        **more,
+    )
+    return env
+
+
+def _committed(settings) -> int:
+    """Sum of the group's committed offsets (-1 while the coordinator is still being found)."""
+    c = Consumer({"bootstrap.servers": settings.bootstrap_servers, "group.id": settings.group_id})
+    try:
+        parts = [TopicPartition(settings.topics.transactions, p) for p in range(3)]
+        return sum(max(tp.offset, 0) for tp in c.committed(parts, timeout=10))
+    except KafkaException:
+        return -1
+    finally:
+        c.close()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_signal_finishes_the_batch_commits_and_exits_zero(make_settings, tmp_path, sig):
+    from datetime import UTC, datetime, timedelta
+
+    settings = make_settings()
+    events = shifted_to(Simulator(seed=5).take(3_000), datetime.now(UTC) - timedelta(hours=1))
+    produce_events(settings, events)
+    log = open(tmp_path / "worker.log", "wb")  # noqa: SIM115
+    proc = subprocess.Popen([*CLI, "run"], env=_env(settings), stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 90
+        while _committed(settings) < len(events):
+            assert proc.poll() is None, (tmp_path / "worker.log").read_text()
+            assert time.monotonic() < deadline, "worker did not commit every event in 90s"
+            time.sleep(0.5)
+        proc.send_signal(sig)
+        assert proc.wait(60) == 0, (tmp_path / "worker.log").read_text()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    text = (tmp_path / "worker.log").read_text()
+    assert "worker stopped" in text
+    assert _committed(settings) == len(events)
+    scores = read_all(settings, settings.topics.scores, expected=len(events))
+    assert len({orjson.loads(m.value())["transaction_id"] for m in scores}) == len(events)
+
+
+@pytest.mark.parametrize(
+    ("env", "args", "named"),
+    [
+        ({"STREAM_SCORER_BATCH_SIZE": "0"}, [], "STREAM_SCORER_BATCH_SIZE"),
+        ({"STREAM_SCORER_DECLINE_THRESHOLD": "2"}, [], "STREAM_SCORER_DECLINE_THRESHOLD"),
+        ({}, ["-X", "no.such.property=1"], "no.such.property"),
+        ({}, ["--batch-size", "-3"], "--batch-size"),
+    ],
+)
+def test_a_bad_setting_stops_the_worker_at_start_naming_it(make_settings, env, args, named):
+    settings = make_settings()
+    proc = subprocess.run([*CLI, "run", *args], env=_env(settings, **env), capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2, proc.stderr
+    assert named in proc.stderr
+
+
+def test_unreachable_broker_is_a_clear_error(tmp_path):
+    from stream_scorer.kafka.launcher import free_port
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("STREAM_SCORER_", "KAFKA_"))}
+    env["STREAM_SCORER_BOOTSTRAP_SERVERS"] = f"127.0.0.1:{free_port()}"
+    env["STREAM_SCORER_GROUP_ID"] = f"g-{uuid.uuid4().hex[:6]}"
+    proc = subprocess.run([*CLI, "run"], env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert "no Kafka broker answered" in proc.stderr
+
+
+def test_an_independent_kafka_client_reads_valid_scores(make_settings, tmp_path):
+    """Apache Kafka's own Java console consumer reads the scores, and each one fits schemas/score.json."""
+    import json
+    from datetime import UTC, datetime, timedelta
+
+    import jsonschema
+
+    from stream_scorer.kafka.launcher import fetch_jars
+    from tests.kafka_helpers import WorkerThread
+
+    settings = make_settings()
+    events = shifted_to(Simulator(seed=9).take(300), datetime.now(UTC) - timedelta(hours=1))
+    produce_events(settings, events)
+    w = WorkerThread(settings).start()
+    w.wait_scored(len(events))
+    w.stop()
+    lib = fetch_jars()
+    out = subprocess.run(
+        [
+            "java", "-Xmx256m", "-cp", str(lib / "*"), "org.apache.kafka.tools.consumer.ConsoleConsumer",
+            "--bootstrap-server", settings.bootstrap_servers, "--topic", settings.topics.scores,
+            "--from-beginning", "--max-messages", str(len(events)), "--timeout-ms", "30000",
+            "--consumer-property", "isolation.level=read_committed",
+        ],
+        capture_output=True, text=True, timeout=120,
+    )
+    lines = [line for line in out.stdout.splitlines() if line.startswith("{")]
+    assert len(lines) == len(events), out.stderr[-2000:]
+    schema = json.loads((Path(__file__).parents[2] / "schemas" / "score.json").read_text())
+    validator = jsonschema.Draft202012Validator(schema, format_checker=jsonschema.FormatChecker())
+    for line in lines:
+        validator.validate(json.loads(line))
