@@ -14,6 +14,7 @@ from typing import Any, Literal
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from stream_scorer.evaluation.settings import EvaluationSettings
 from stream_scorer.exceptions import ConfigError
 from stream_scorer.model.settings import (  # re-exported: config.ModelSettings still works
     ChallengerSettings,
@@ -75,6 +76,7 @@ class Settings(BaseSettings):
     client_id: str = Field("stream-scorer", min_length=1)
     topics: TopicSettings = Field(default_factory=TopicSettings)
     model: ModelSettings = Field(default_factory=ModelSettings)
+    evaluation: EvaluationSettings = Field(default_factory=EvaluationSettings)
     challenger: ChallengerSettings = Field(default_factory=ChallengerSettings)
     pending: PendingSettings = Field(default_factory=PendingSettings)
     checkpoint: CheckpointSettings = Field(default_factory=CheckpointSettings)
