@@ -129,6 +129,51 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _duration(text: str) -> float:
+    from stream_scorer.backtest import parse_duration
+
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _print_result(result: Any, out: str) -> None:
+    m = result.metrics
+    print(
+        f"scored {result.scored} of {result.lines} events ({result.rejects} rejected) into {out} "
+        f"in {result.seconds:.1f}s ({result.throughput:,.0f} events/s); "
+        f"ROC AUC {m['roc_auc']}, average precision {m['average_precision']}"
+    )
+
+
+def cmd_backtest(args: argparse.Namespace) -> int:
+    from stream_scorer.backtest import backtest
+
+    settings = load_settings(log_level=args.log_level)
+    _configure_logging(settings)
+    result = backtest(
+        args.input, args.scores_out, settings, label_delay_s=args.label_delay,
+        report_dir=args.report, rejects_path=args.rejects, checkpoint_out=args.checkpoint_out,
+    )
+    _print_result(result, args.scores_out)
+    if result.checkpoint_generation is not None:
+        print(f"checkpoint generation {result.checkpoint_generation} written to {args.checkpoint_out}")
+    return 0
+
+
+def cmd_score_file(args: argparse.Namespace) -> int:
+    from stream_scorer.backtest import score_file
+
+    settings = load_settings(log_level=args.log_level)
+    _configure_logging(settings)
+    result = score_file(
+        args.input, args.checkpoint, args.out, settings, rejects_path=args.rejects, report_dir=args.report
+    )
+    _print_result(result, args.out)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="stream-scorer", description="Score card transactions for fraud on Kafka.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
@@ -167,6 +212,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--drift-at", type=int, default=None)
     p.set_defaults(func=cmd_simulate)
+
+    p = sub.add_parser("backtest", help="replay a JSON Lines file through the scorer, learning as it goes")
+    p.add_argument("input", help="transactions, one JSON object a line, in event order")
+    p.add_argument("--scores-out", required=True, help="write one score record a line here")
+    p.add_argument(
+        "--label-delay", type=_duration, default=0.0, metavar="DURATION",
+        help="learn inline labels this long after their event, in event time (0, 90s, 12h, 3d)",
+    )
+    p.add_argument("--report", metavar="DIR", help="write metrics.json, plots and index.html here")
+    p.add_argument("--rejects", metavar="FILE", help="write refused lines with their reasons here")
+    p.add_argument(
+        "--checkpoint-out", metavar="FILE",
+        help="save the models at the end (signed with STREAM_SCORER_CHECKPOINT__KEY)",
+    )
+    p.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    p.set_defaults(func=cmd_backtest)
+
+    p = sub.add_parser("score-file", help="score a JSON Lines file with a saved checkpoint, learning nothing")
+    p.add_argument("input", help="transactions, one JSON object a line")
+    p.add_argument("--checkpoint", required=True, help="a checkpoint from backtest or a worker")
+    p.add_argument("--out", required=True, help="write one score record a line here")
+    p.add_argument("--rejects", metavar="FILE", help="write refused lines with their reasons here")
+    p.add_argument("--report", metavar="DIR", help="write metrics.json, plots and index.html here")
+    p.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    p.set_defaults(func=cmd_score_file)
     return parser
 
 

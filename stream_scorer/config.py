@@ -14,7 +14,14 @@ from typing import Any, Literal
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from stream_scorer.evaluation.settings import EvaluationSettings
 from stream_scorer.exceptions import ConfigError
+from stream_scorer.model.settings import (  # re-exported: config.ModelSettings still works
+    ChallengerSettings,
+    CheckpointSettings,
+    ModelSettings,
+    PendingSettings,
+)
 
 ENV_PREFIX = "STREAM_SCORER_"
 
@@ -45,17 +52,6 @@ class TopicSettings(BaseModel):
     replication_factor: int = Field(1, ge=1, le=32)
 
 
-class ModelSettings(BaseModel):
-    """The champion model's hyper-parameters."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    name: str = Field("logreg-sgd", min_length=1, max_length=64)
-    learning_rate: float = Field(0.02, gt=0, le=10)
-    l2: float = Field(0.0, ge=0, le=10)
-    intercept_lr: float = Field(0.01, ge=0, le=10)
-
-
 class Settings(BaseSettings):
     """Settings of a stream-scorer process."""
 
@@ -80,6 +76,10 @@ class Settings(BaseSettings):
     client_id: str = Field("stream-scorer", min_length=1)
     topics: TopicSettings = Field(default_factory=TopicSettings)
     model: ModelSettings = Field(default_factory=ModelSettings)
+    evaluation: EvaluationSettings = Field(default_factory=EvaluationSettings)
+    challenger: ChallengerSettings = Field(default_factory=ChallengerSettings)
+    pending: PendingSettings = Field(default_factory=PendingSettings)
+    checkpoint: CheckpointSettings = Field(default_factory=CheckpointSettings)
     create_topics: bool = Field(True, description="Create missing topics at start.")
     batch_size: int = Field(500, ge=1, le=100_000, description="Most records consumed per batch.")
     poll_timeout_s: float = Field(0.5, gt=0, le=60, description="Longest wait for a batch.")

@@ -19,3 +19,7 @@ class DeliveryError(StreamScorerError):
 
 class InvariantError(StreamScorerError):
     """An internal invariant broke (for example an offset that goes backwards)."""
+
+
+class CheckpointError(StreamScorerError):
+    """A checkpoint or state snapshot is refused: altered, truncated, foreign key, or unreadable."""

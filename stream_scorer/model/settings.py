@@ -1,0 +1,110 @@
+"""Settings of the scoring layer: the champion, the challenger, the pending store, checkpoints.
+
+They live next to the models they configure and are fields of :class:`stream_scorer.config.Settings`
+(``STREAM_SCORER_MODEL__LEARNING_RATE``, ``STREAM_SCORER_CHALLENGER__KIND``, ...).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+
+
+class ModelSettings(BaseModel):
+    """The champion model's hyper-parameters (a scaled logistic regression trained by SGD).
+
+    ``imbalance`` is how the rare fraud class is handled while learning; the default was chosen by
+    ``benchmarks/bench_imbalance.py`` (average precision, prequential, on simulated data).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field("logreg-sgd", min_length=1, max_length=64)
+    learning_rate: float = Field(0.02, gt=0, le=10)
+    l2: float = Field(0.0, ge=0, le=10)
+    intercept_lr: float = Field(0.01, ge=0, le=10)
+    imbalance: Literal["none", "weight"] = Field(
+        "none",
+        description="none: every label counts once; weight: a fraud label counts "
+        "min(weight_cap, (1 - prior) / prior) times, prior estimated online.",
+    )
+    weight_cap: float = Field(10.0, ge=1, le=10_000, description="Largest weight of a fraud label.")
+
+
+class TreeSettings(BaseModel):
+    """A River tree model used as a challenger: a Hoeffding adaptive tree or an adaptive forest."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: Literal["hoeffding_adaptive", "arf"] = "hoeffding_adaptive"
+    grace_period: int = Field(200, ge=10, le=100_000)
+    delta: float = Field(1e-7, gt=0, lt=1)
+    n_models: int = Field(10, ge=1, le=100, description="Trees of the forest (arf only).")
+    seed: int = 42
+
+
+class ChallengerSettings(BaseModel):
+    """A second model that scores in shadow and learns the same labels; it never decides."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Literal["logreg", "tree", "none"] = "logreg"
+    logreg: ModelSettings = Field(
+        default_factory=lambda: ModelSettings(name="logreg-sgd-fast", learning_rate=0.05)
+    )
+    tree: TreeSettings = Field(default_factory=TreeSettings)
+
+
+class PendingSettings(BaseModel):
+    """Bounds of the pending store: scored transactions waiting for their label, per partition."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_entries: int = Field(
+        200_000, ge=1, le=50_000_000, description="Entries per partition; the oldest go first."
+    )
+    max_age_s: float = Field(
+        14 * 86_400.0, gt=0, description="Event-time age after which an entry is dropped."
+    )
+
+
+class CheckpointSettings(BaseModel):
+    """Where and how often model checkpoints are written, and the key that signs them."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    path: str | None = Field(None, description="Checkpoint file; none means no checkpoints.")
+    key: SecretStr | None = Field(
+        None, description="HMAC-SHA256 key (at least 16 characters) that signs checkpoints."
+    )
+    interval_s: float = Field(300.0, gt=0, description="Wall-clock seconds between checkpoints.")
+
+    @model_validator(mode="after")
+    def _check(self) -> CheckpointSettings:
+        if self.key is not None and len(self.key.get_secret_value()) < 16:
+            raise ValueError("checkpoint key must be at least 16 characters")
+        return self
+
+
+class ScorerSettings(BaseModel):
+    """What :class:`stream_scorer.pipeline.Scorer` needs; built from the process settings."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    review_threshold: float = Field(0.5, gt=0, lt=1)
+    decline_threshold: float = Field(0.8, gt=0, le=1)
+    model: ModelSettings = Field(default_factory=ModelSettings)
+    challenger: ChallengerSettings = Field(default_factory=ChallengerSettings)
+    pending: PendingSettings = Field(default_factory=PendingSettings)
+    label_delay_s: float = Field(
+        0.0, ge=0, description="Inline labels are learned this long (event time) after their event."
+    )
+    n_reasons: int = Field(3, ge=0, le=20)
+    with_features: bool = Field(True, description="Put the feature values in each score record.")
+
+    @model_validator(mode="after")
+    def _check(self) -> ScorerSettings:
+        if self.review_threshold >= self.decline_threshold:
+            raise ValueError("review_threshold must be below decline_threshold")
+        return self

@@ -1,0 +1,280 @@
+"""The one scoring path: features, champion and challenger scores, the score record, learning.
+
+The live worker, the backtest and ``score-file`` all drive a :class:`Scorer`, so a backtest
+measures the code that runs in production. Per event, in the order correctness needs:
+
+1. :meth:`Scorer.advance` to the event's time: inline labels whose delay has passed are learned
+   first (they were known before this event), and pending entries past their age are dropped;
+2. the feature engine computes the event's features from state *before* the event, then folds it in;
+3. the champion scores (probability and reason codes), the challenger scores in shadow;
+4. the transaction is remembered in the partition's pending store with the features it was
+   scored on, or, for an inline label without delay, learned at once: after its score, so a
+   score never reflects its own label.
+
+A label (:meth:`Scorer.apply_label`) teaches champion and challenger the *stored* features, then
+tells the feature engine (merchant fraud rates and the like) if the engine listens for labels.
+Only the champion decides the band. Nothing here imports Kafka.
+"""
+
+from __future__ import annotations
+
+import heapq
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from stream_scorer.events import SCHEMA_VERSION, Transaction
+from stream_scorer.model.logistic import OnlineLogit, band_of
+from stream_scorer.model.pending import PendingStore
+from stream_scorer.model.settings import ChallengerSettings, ScorerSettings
+from stream_scorer.model.tree import OnlineTree
+
+EVICT_EVERY_S = 60.0
+"""Event-time seconds between two sweeps of expired pending entries and feature state."""
+
+
+class FeatureEngineLike(Protocol):
+    """What the scorer needs of a feature engine (``observe_label``/``evict`` are optional)."""
+
+    names: Any
+
+    def update(self, txn: Transaction) -> dict[str, float]: ...
+
+
+class Model(Protocol):
+    """What the scorer needs of a champion or challenger."""
+
+    generation: int
+
+    @property
+    def version(self) -> str: ...
+
+    def score(self, x: dict[str, float]) -> tuple[float, list[tuple[str, float]]]: ...
+
+    def learn(self, x: dict[str, float], y: bool, weight: float = 1.0) -> None: ...
+
+    def state(self) -> dict[str, Any]: ...
+
+
+def default_feature_engine() -> FeatureEngineLike:
+    """The full feature engine when it is installed, else the first per-card features."""
+    try:
+        from stream_scorer.features.engine import FeatureEngine
+    except ImportError:
+        from stream_scorer.features import CardFeatures
+
+        return CardFeatures()
+    engine: FeatureEngineLike = FeatureEngine()
+    return engine
+
+
+def make_challenger(settings: ChallengerSettings, n_reasons: int = 3) -> Model | None:
+    """The challenger the settings describe, or ``None`` for ``kind="none"``."""
+    if settings.kind == "logreg":
+        return OnlineLogit(settings.logreg, n_reasons=n_reasons)
+    if settings.kind == "tree":
+        return OnlineTree(settings.tree)
+    return None
+
+
+@dataclass
+class PartitionState:
+    """What one partition owns: its feature state, its pending store, its delayed inline labels."""
+
+    engine: FeatureEngineLike
+    pending: PendingStore
+    due: list[tuple[float, int, str, bool]] = field(default_factory=list)
+    """Heap of inline labels waiting for their time: (due event time, seq, transaction id, label)."""
+    watermark: float = float("-inf")
+    """The latest event time seen in this partition."""
+    last_sweep: float = float("-inf")
+    seq: int = 0
+
+
+@dataclass
+class ScorerStats:
+    """Counts across partitions; pending-store counts are in :meth:`Scorer.counters`."""
+
+    scored: int = 0
+    learned: int = 0
+    labels_applied: int = 0
+    labels_missed: int = 0
+    delayed_labels_applied: int = 0
+
+
+class Scorer:
+    """Scores transactions and learns from labels, per partition, with no I/O of its own.
+
+    >>> from datetime import datetime, UTC
+    >>> s = Scorer(ScorerSettings())
+    >>> txn = Transaction(transaction_id="t1", event_time=datetime(2026, 1, 1, tzinfo=UTC),
+    ...     card_id="c1", merchant_id="m1", amount=12.5, currency="EUR", is_fraud=False)
+    >>> r = s.score(txn)
+    >>> r["score"], r["band"], r["model_version"], s.stats.learned
+    (0.5, 'review', 'logreg-sgd/0', 1)
+    """
+
+    def __init__(
+        self,
+        settings: ScorerSettings | None = None,
+        feature_engine_factory: Callable[[], FeatureEngineLike] = default_feature_engine,
+        champion: OnlineLogit | None = None,
+        challenger: Model | None = None,
+        with_challenger: bool = True,
+    ) -> None:
+        self.settings = s = settings or ScorerSettings()
+        self.feature_engine_factory = feature_engine_factory
+        self.champion = champion if champion is not None else OnlineLogit(s.model, n_reasons=s.n_reasons)
+        if challenger is None and with_challenger:
+            challenger = make_challenger(s.challenger, n_reasons=s.n_reasons)
+        self.challenger = challenger
+        self.partitions: dict[int, PartitionState] = {}
+        self.stats = ScorerStats()
+        self.label_delay_s = s.label_delay_s
+        self._review, self._decline = s.review_threshold, s.decline_threshold
+        self._with_features = s.with_features
+
+    # -- partitions -----------------------------------------------------------------------------
+
+    def partition(self, p: int) -> PartitionState:
+        """The state of partition ``p``, created empty on first use."""
+        st = self.partitions.get(p)
+        if st is None:
+            pend = self.settings.pending
+            st = self.partitions[p] = PartitionState(
+                engine=self.feature_engine_factory(),
+                pending=PendingStore(pend.max_entries, pend.max_age_s),
+            )
+        return st
+
+    def drop_partition(self, p: int) -> None:
+        """Forget partition ``p`` (revoked: its new owner rebuilds or restores its state)."""
+        self.partitions.pop(p, None)
+
+    def counters(self) -> dict[str, int]:
+        """Scorer counts plus the pending stores' counts summed over partitions."""
+        out = dict(vars(self.stats))
+        out["pending_entries"] = sum(len(st.pending) for st in self.partitions.values())
+        out["delayed_labels_waiting"] = sum(len(st.due) for st in self.partitions.values())
+        for st in self.partitions.values():
+            for k, v in st.pending.counters.items():
+                out[f"pending_{k}"] = out.get(f"pending_{k}", 0) + v
+        return out
+
+    # -- the hot path ---------------------------------------------------------------------------
+
+    def score(
+        self, txn: Transaction, partition: int = 0, t0: float | None = None, learn: bool = True
+    ) -> dict[str, Any]:
+        """Score ``txn``: a dict ready for orjson that validates as :class:`events.Score`.
+
+        ``t0`` is the ``perf_counter()`` time the event's batch arrived (``latency_ms`` counts
+        from it; from this call when ``None``). With ``learn=False`` nothing is learned and
+        nothing is remembered for a later label (one-off scoring with a frozen model).
+        """
+        if t0 is None:
+            t0 = time.perf_counter()
+        st = self.partitions.get(partition) or self.partition(partition)
+        ts = txn.event_time.timestamp()
+        if ts > st.watermark:
+            self.advance(ts, partition)
+        x = st.engine.update(txn)
+        champion, challenger = self.champion, self.challenger
+        p, reasons = champion.score(x)
+        record: dict[str, Any] = {
+            "schema_version": SCHEMA_VERSION,
+            "transaction_id": txn.transaction_id,
+            "card_id": txn.card_id,
+            "event_time": txn.event_time,
+            "score": p,
+            "band": band_of(p, self._review, self._decline),
+            "model_version": champion.version,
+            "latency_ms": 0.0,
+            "reason_codes": [{"feature": n, "contribution": c} for n, c in reasons],
+            "challenger_score": challenger.score(x)[0] if challenger is not None else None,
+            "challenger_version": challenger.version if challenger is not None else None,
+            "label": txn.is_fraud,
+            "features": x if self._with_features else None,
+            "amount": txn.amount,
+            "merchant_id": txn.merchant_id,
+        }
+        self.stats.scored += 1
+        if learn:
+            label = txn.is_fraud
+            if label is not None and self.label_delay_s <= 0.0:
+                self._learn(st, x, label, txn.merchant_id, ts, ts)
+            else:
+                st.pending.put(txn.transaction_id, x, txn.merchant_id, ts)
+                if label is not None:
+                    st.seq += 1
+                    heapq.heappush(st.due, (ts + self.label_delay_s, st.seq, txn.transaction_id, label))
+        record["latency_ms"] = (time.perf_counter() - t0) * 1000.0
+        return record
+
+    def apply_label(self, transaction_id: str, is_fraud: bool, label_ts: float, partition: int = 0) -> bool:
+        """Learn a label from the features its transaction was scored on.
+
+        Returns ``False`` (and counts it in the pending store) when the transaction is not pending
+        here: expired, already labelled, or never scored by this partition.
+        """
+        st = self.partitions.get(partition) or self.partition(partition)
+        entry = st.pending.pop(transaction_id)
+        if entry is None:
+            self.stats.labels_missed += 1
+            return False
+        self._learn(st, entry.features, is_fraud, entry.merchant_id, entry.event_ts, label_ts)
+        self.stats.labels_applied += 1
+        return True
+
+    def advance(self, event_ts: float, partition: int = 0) -> None:
+        """Move partition ``partition`` to event time ``event_ts``.
+
+        Learns the delayed inline labels that are due (due time <= watermark), then, at most once
+        a minute of event time, drops expired pending entries and lets the feature engine evict.
+        """
+        st = self.partitions.get(partition) or self.partition(partition)
+        if event_ts > st.watermark:
+            st.watermark = event_ts
+        wm = st.watermark
+        due = st.due
+        while due and due[0][0] <= wm:
+            due_ts, _, tid, label = heapq.heappop(due)
+            if self.apply_label(tid, label, due_ts, partition):
+                self.stats.delayed_labels_applied += 1
+        if wm - st.last_sweep >= EVICT_EVERY_S:
+            st.last_sweep = wm
+            st.pending.evict(wm)
+            evict = getattr(st.engine, "evict", None)
+            if evict is not None:
+                evict(wm)
+
+    def _learn(
+        self, st: PartitionState, x: dict[str, float], y: bool, merchant_id: str, event_ts: float, label_ts: float
+    ) -> None:
+        self.champion.learn(x, y)
+        if self.challenger is not None:
+            self.challenger.learn(x, y)
+        observe = getattr(st.engine, "observe_label", None)
+        if observe is not None:
+            observe(merchant_id, y, event_ts, label_ts)
+        self.stats.learned += 1
+
+
+def scorer_from_checkpoint(
+    checkpoint: Any,
+    settings: ScorerSettings | None = None,
+    feature_engine_factory: Callable[[], FeatureEngineLike] = default_feature_engine,
+) -> Scorer:
+    """A scorer whose champion and challenger are those of a loaded checkpoint.
+
+    The models keep the hyper-parameters they were saved with; ``settings`` gives the rest
+    (thresholds, pending bounds, label delay). Feature state starts empty.
+    """
+    return Scorer(
+        settings,
+        feature_engine_factory,
+        champion=checkpoint.champion,
+        challenger=checkpoint.challenger,
+        with_challenger=checkpoint.challenger is not None,
+    )
