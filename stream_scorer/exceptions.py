@@ -23,3 +23,7 @@ class InvariantError(StreamScorerError):
 
 class CheckpointError(StreamScorerError):
     """A checkpoint or state snapshot is refused: altered, truncated, foreign key, or unreadable."""
+
+
+class StateError(StreamScorerError):
+    """Stored state (a snapshot or a changelog value) is corrupt, foreign or of another layout."""

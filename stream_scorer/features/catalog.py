@@ -1,0 +1,77 @@
+"""The feature catalog: every feature's stable name and a one-line description, in output order.
+
+The README's feature table is generated from :data:`FEATURES`, and the engine's ``names`` are its
+keys, so a renamed or added feature shows up in both or the check fails.
+"""
+
+from __future__ import annotations
+
+MINUTE_S = 60.0
+HOUR_S = 3_600.0
+DAY_S = 86_400.0
+
+CARD_WINDOWS: tuple[tuple[str, float, float], ...] = (
+    ("10m", 10 * MINUTE_S, MINUTE_S),
+    ("1h", HOUR_S, 5 * MINUTE_S),
+    ("24h", DAY_S, HOUR_S),
+    ("7d", 7 * DAY_S, 12 * HOUR_S),
+)
+"""Card windows as ``(name, width_s, bucket_s)``: 1-min buckets for 10 min, coarser beyond."""
+
+MERCHANT_WINDOWS: tuple[tuple[str, float, float], ...] = CARD_WINDOWS[1:]
+"""Merchant windows, with the same buckets as the card's."""
+
+MERCHANT_MEMORY_BUCKET_S = HOUR_S
+"""Resolution of a card's merchant memory (distinct merchants in 24 h, new merchant in 7 d)."""
+DISTINCT_MERCHANTS_HOURS = 24
+NEW_MERCHANT_HOURS = 7 * 24
+
+NO_PREVIOUS_S = 30 * DAY_S
+"""Seconds since the previous transaction reported for a card without one (and the clip)."""
+RATIO_CLIP = 100.0
+Z_CLIP = 10.0
+STD_FLOOR = 0.05
+"""The z-score divides by at least 5% of the mean, so that steady cards do not explode it."""
+
+
+def _build() -> dict[str, str]:
+    f: dict[str, str] = {"log_amount": "log1p(amount)"}
+    for name, width, bucket in CARD_WINDOWS:
+        span = f"card's transactions in the last {name} (event time, {bucket / 60:g}-min buckets)"
+        f[f"card_{name}_log_count"] = f"log1p(count of the {span})"
+        f[f"card_{name}_log_sum"] = f"log1p(amount sum of the {span})"
+        f[f"card_{name}_log_mean"] = f"log1p(mean amount of the {span}); 0 when none"
+        f[f"card_{name}_log_max"] = f"log1p(max amount of the {span}); 0 when none"
+    f["card_log_count"] = "log1p(transactions of the card since it was first seen or last evicted)"
+    f["card_log_seconds_since_prev"] = (
+        "log1p(seconds since the card's latest earlier event time), clipped to [0, 30 d]; "
+        "30 d for a new card, 0 for out-of-order events"
+    )
+    f["card_amount_ratio"] = "amount / the card's long-run mean amount, clipped to [0, 100]; 1 for a new card"
+    f["card_amount_z"] = (
+        "(amount - long-run mean) / max(std, 5% of mean), clipped to [-10, 10]; 0 for a new card"
+    )
+    f["card_24h_log_distinct_merchants"] = (
+        "log1p(distinct merchants of the card in the last 24 h, 1-h buckets)"
+    )
+    f["card_merchant_new"] = "1 if the card has no transaction at this merchant in the last 7 d, else 0"
+    for name, _, bucket in MERCHANT_WINDOWS:
+        span = f"merchant's transactions in the last {name} ({bucket / 60:g}-min buckets)"
+        f[f"merchant_{name}_log_count"] = f"log1p(count of the {span})"
+        f[f"merchant_{name}_log_mean"] = f"log1p(mean amount of the {span}); 0 when none"
+    f["merchant_risk_rate"] = (
+        "merchant fraud rate of the labels known at the event's time (label_time <= event_time) "
+        "within the risk window, Beta-smoothed towards the prior rate"
+    )
+    f["merchant_risk_log_labels"] = "log1p(labels behind merchant_risk_rate)"
+    f["hour_sin"] = "sin of the time of day (UTC)"
+    f["hour_cos"] = "cos of the time of day (UTC)"
+    f["dow_sin"] = "sin of the day of the week (UTC, Monday = 0)"
+    f["dow_cos"] = "cos of the day of the week (UTC, Monday = 0)"
+    return f
+
+
+FEATURES: dict[str, str] = _build()
+"""Feature name -> one-line description, in the engine's output order."""
+
+FEATURE_NAMES: tuple[str, ...] = tuple(FEATURES)

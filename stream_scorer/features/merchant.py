@@ -1,0 +1,184 @@
+"""A merchant's state: transaction windows and a fraud-rate window over labels known in time.
+
+Labels are windowed by the time they became known (``label_time``). A label is folded into the
+bucketed ring only once the merchant's clock has passed it by the grace (``label_time <= latest -
+grace``): every event still accepted is at least that late, so a folded label is always known at
+the event's time. Until then it waits in ``pending`` and is counted exactly, per event, only by
+events at or after its ``label_time``. So a feature never sees a label from its future.
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+from array import array
+
+from stream_scorer.features.catalog import MERCHANT_WINDOWS
+from stream_scorer.features.settings import FeatureSettings
+from stream_scorer.features.windows import Level, make_levels
+
+_HEADER = struct.Struct("<ddI")
+
+
+class MerchantState:
+    """One merchant's windows (count, amount sum per bucket) and its label ring and queue."""
+
+    __slots__ = ("counts", "frauds", "labels", "max_ts", "pending", "seen_ts", "sums")
+
+    def __init__(self, n_buckets: int, n_risk: int) -> None:
+        self.max_ts = -math.inf
+        self.seen_ts = -math.inf
+        self.counts = array("d", bytes(8 * n_buckets))
+        self.sums = array("d", bytes(8 * n_buckets))
+        self.labels = array("d", bytes(8 * n_risk))
+        self.frauds = array("d", bytes(8 * n_risk))
+        self.pending: list[tuple[float, bool]] = []
+
+
+class MerchantLayout:
+    """The merchant windows for given settings, and the per-event and per-label updates."""
+
+    def __init__(self, settings: FeatureSettings) -> None:
+        self.grace_s = settings.grace_s
+        self.levels: tuple[Level, ...] = make_levels(MERCHANT_WINDOWS, settings.grace_s)
+        self.n_buckets = sum(lv.slots for lv in self.levels)
+        (self.risk,) = make_levels(
+            (("risk", settings.merchant_risk_window_s, settings.merchant_risk_bucket_s),),
+            settings.grace_s,
+        )
+        self.prior_frauds = settings.merchant_risk_prior_rate * settings.merchant_risk_prior_weight
+        self.prior_weight = settings.merchant_risk_prior_weight
+        self.horizon_s = max(max(lv.width_s for lv in self.levels), self.risk.width_s) + self.grace_s
+        self._level_params = tuple(
+            (lv.bucket_s, lv.span, lv.slots, lv.offset,
+             f"merchant_{lv.name}_log_count", f"merchant_{lv.name}_log_mean")
+            for lv in self.levels
+        )
+
+    def describe(self) -> str:
+        """A string that changes whenever the layout does (it is part of the state fingerprint)."""
+        lv = ",".join(f"{x.name}:{x.width_s:g}/{x.bucket_s:g}x{x.slots}" for x in (*self.levels, self.risk))
+        return f"merchant1[{lv}]"
+
+    def new(self) -> MerchantState:
+        """The state of a merchant never seen."""
+        return MerchantState(self.n_buckets, self.risk.slots)
+
+    def update(self, m: MerchantState, amount: float, ts: float, x: dict[str, float]) -> bool:
+        """Write the merchant's features of this event into ``x``, fold the event in; True if late."""
+        max_ts = m.max_ts
+        late = False
+        if max_ts == -math.inf:
+            new_max = max_ts = ts
+        else:
+            floor_ts = max_ts - self.grace_s
+            if ts < floor_ts:
+                ts, late = floor_ts, True
+            new_max = ts if ts > max_ts else max_ts
+        counts, sums = m.counts, m.sums
+        for bucket_s, span, slots, off, count_name, mean_name in self._level_params:
+            k = int(ts // bucket_s)
+            head, new_head = int(max_ts // bucket_s), int(new_max // bucket_s)
+            if new_head > head:
+                for j in range(head + 1, min(new_head, head + slots) + 1):
+                    i = off + j % slots
+                    counts[i] = 0.0
+                    sums[i] = 0.0
+            s0, s1 = off + (k - span + 1) % slots, off + k % slots
+            if s0 <= s1:
+                c = sum(counts[s0 : s1 + 1])
+                s = sum(sums[s0 : s1 + 1])
+            else:
+                end = off + slots
+                c = sum(counts[s0:end]) + sum(counts[off : s1 + 1])
+                s = sum(sums[s0:end]) + sum(sums[off : s1 + 1])
+            x[count_name] = math.log1p(c)
+            x[mean_name] = math.log1p(s / c) if c else 0.0
+            counts[s1] += 1.0
+            sums[s1] += amount
+
+        # Labels: move the ring on, fold the labels the clock has now passed, then read.
+        risk = self.risk
+        bucket_s, slots = risk.bucket_s, risk.slots
+        labels, frauds = m.labels, m.frauds
+        head, new_head = int(max_ts // bucket_s), int(new_max // bucket_s)
+        if new_head > head:
+            for j in range(head + 1, min(new_head, head + slots) + 1):
+                labels[j % slots] = 0.0
+                frauds[j % slots] = 0.0
+        m.max_ts = new_max
+        if new_max > m.seen_ts:
+            m.seen_ts = new_max
+        n_labels = n_frauds = 0.0
+        if m.pending:
+            settled = new_max - self.grace_s
+            keep = []
+            for label_ts, is_fraud in m.pending:
+                if label_ts <= settled:
+                    self._fold_label(m, label_ts, is_fraud)
+                else:
+                    keep.append((label_ts, is_fraud))
+                    if label_ts <= ts:
+                        n_labels += 1.0
+                        n_frauds += is_fraud
+            m.pending = keep
+        k = int(ts // bucket_s)
+        s0, s1 = (k - risk.span + 1) % slots, k % slots
+        if s0 <= s1:
+            n_labels += sum(labels[s0 : s1 + 1])
+            n_frauds += sum(frauds[s0 : s1 + 1])
+        else:
+            n_labels += sum(labels[s0:]) + sum(labels[: s1 + 1])
+            n_frauds += sum(frauds[s0:]) + sum(frauds[: s1 + 1])
+        x["merchant_risk_rate"] = (n_frauds + self.prior_frauds) / (n_labels + self.prior_weight)
+        x["merchant_risk_log_labels"] = math.log1p(n_labels)
+        return late
+
+    def observe_label(self, m: MerchantState, is_fraud: bool, label_ts: float) -> None:
+        """Record a label known from ``label_ts`` on: folded if settled, else queued."""
+        if label_ts > m.seen_ts:
+            m.seen_ts = label_ts
+        if m.max_ts != -math.inf and label_ts <= m.max_ts - self.grace_s:
+            self._fold_label(m, label_ts, is_fraud)
+        else:
+            m.pending.append((label_ts, is_fraud))
+
+    def _fold_label(self, m: MerchantState, label_ts: float, is_fraud: bool) -> None:
+        # A bucket the ring no longer keeps is older than any window still to be read: drop it.
+        risk = self.risk
+        k = int(label_ts // risk.bucket_s)
+        if k > int(m.max_ts // risk.bucket_s) - risk.slots:
+            i = k % risk.slots
+            m.labels[i] += 1.0
+            if is_fraud:
+                m.frauds[i] += 1.0
+
+    def dumps(self, m: MerchantState) -> bytes:
+        """The merchant's state as bytes (arrays of float64, then the pending labels)."""
+        lts = array("d", [p[0] for p in m.pending])
+        flags = bytes(1 if p[1] else 0 for p in m.pending)
+        return b"".join((
+            _HEADER.pack(m.max_ts, m.seen_ts, len(m.pending)),
+            m.counts.tobytes(), m.sums.tobytes(), m.labels.tobytes(), m.frauds.tobytes(),
+            lts.tobytes(), flags,
+        ))
+
+    def loads(self, data: bytes | memoryview) -> MerchantState:
+        """The inverse of :meth:`dumps`; raises ``ValueError`` when the bytes do not fit."""
+        max_ts, seen_ts, n_pending = _HEADER.unpack_from(data, 0)
+        nb, nr = 8 * self.n_buckets, 8 * self.risk.slots
+        at = _HEADER.size
+        if len(data) != at + 2 * nb + 2 * nr + 9 * n_pending:
+            raise ValueError("merchant state of the wrong size")
+        m = MerchantState(0, 0)
+        m.max_ts, m.seen_ts = max_ts, seen_ts
+        for name, size in (("counts", nb), ("sums", nb), ("labels", nr), ("frauds", nr)):
+            a = array("d")
+            a.frombytes(data[at : at + size])
+            setattr(m, name, a)
+            at += size
+        lts = array("d")
+        lts.frombytes(data[at : at + 8 * n_pending])
+        flags = data[at + 8 * n_pending :]
+        m.pending = [(t, bool(f)) for t, f in zip(lts, flags, strict=True)]
+        return m

@@ -1,0 +1,44 @@
+"""Bucketed event-time windows: which buckets a window reads, and how many a ring must keep.
+
+A window of width ``W`` with buckets of ``b`` seconds, read at event time ``t``, covers the
+``W / b`` buckets ending with the bucket of ``t`` (a "sawtooth" window: between ``W - b`` and ``W``
+seconds of history, plus the part of ``t``'s own bucket already seen). A ring keeps enough older
+buckets that an event trailing the entity's latest time by up to the grace still reads its whole
+window: ``W / b + floor(grace / b) + 1`` slots.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Level:
+    """One window of a ring: its name, width, bucket, span (buckets read) and slots (kept)."""
+
+    name: str
+    width_s: float
+    bucket_s: float
+    span: int
+    slots: int
+    offset: int
+
+
+def bucket_of(ts: float, bucket_s: float) -> int:
+    """The index of the bucket that holds event time ``ts`` (floor division, also below zero)."""
+    return int(ts // bucket_s)
+
+
+def make_levels(specs: tuple[tuple[str, float, float], ...], grace_s: float) -> tuple[Level, ...]:
+    """Lay out ``(name, width_s, bucket_s)`` windows one after the other in a flat array."""
+    levels = []
+    offset = 0
+    for name, width_s, bucket_s in specs:
+        span = round(width_s / bucket_s)
+        if span * bucket_s != width_s:
+            raise ValueError(f"window {name}: {width_s} s is not a whole number of {bucket_s} s buckets")
+        slots = span + math.floor(grace_s / bucket_s) + 1
+        levels.append(Level(name, float(width_s), float(bucket_s), span, slots, offset))
+        offset += slots
+    return tuple(levels)
