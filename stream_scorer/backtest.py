@@ -15,7 +15,7 @@ import re
 import sys
 import time
 from array import array
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -26,8 +26,12 @@ import numpy as np
 import orjson
 from numpy.typing import ArrayLike
 
+from stream_scorer.config import Settings, load_settings
 from stream_scorer.decode import Decoder, Rejection
-from stream_scorer.pipeline import Scorer
+from stream_scorer.exceptions import ConfigError
+from stream_scorer.model import checkpoint
+from stream_scorer.model.settings import ScorerSettings
+from stream_scorer.pipeline import FeatureEngineLike, Scorer, default_feature_engine, scorer_from_checkpoint
 
 
 def _ranked(y_true: ArrayLike, y_score: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
@@ -382,3 +386,84 @@ def write_report(directory: Path, result: BacktestResult, cols: _Columns, scorer
 
 def _fmt(v: float) -> str:
     return "n/a" if math.isnan(v) else f"{v:.3f}"
+
+
+# -- entry points (the CLI's backtest and score-file) -------------------------------------------
+
+
+def scorer_settings(settings: Settings, label_delay_s: float = 0.0) -> ScorerSettings:
+    """The scorer's part of the process settings."""
+    return ScorerSettings(
+        review_threshold=settings.review_threshold,
+        decline_threshold=settings.decline_threshold,
+        model=settings.model,
+        challenger=settings.challenger,
+        pending=settings.pending,
+        label_delay_s=label_delay_s,
+    )
+
+
+def decoder_of(settings: Settings) -> Decoder:
+    return Decoder(max_bytes=settings.max_event_bytes, min_event_time=settings.min_event_time)
+
+
+def checkpoint_key(settings: Settings) -> bytes:
+    """The checkpoint signing key, or a :class:`ConfigError` that says how to set it."""
+    key = settings.checkpoint.key
+    if key is None:
+        raise ConfigError(
+            "checkpoints are signed: set STREAM_SCORER_CHECKPOINT__KEY (at least 16 characters)"
+        )
+    return key.get_secret_value().encode()
+
+
+def backtest(
+    input_path: str | os.PathLike[str],
+    scores_out: str | os.PathLike[str],
+    settings: Settings | None = None,
+    *,
+    label_delay_s: float = 0.0,
+    report_dir: str | os.PathLike[str] | None = None,
+    rejects_path: str | os.PathLike[str] | None = None,
+    checkpoint_out: str | os.PathLike[str] | None = None,
+    progress: bool | None = None,
+    feature_engine_factory: Callable[[], FeatureEngineLike] = default_feature_engine,
+) -> BacktestResult:
+    """Replay ``input_path`` with fresh models that learn as they go; optionally save them.
+
+    The checkpoint key is checked before the replay, so a missing key fails fast.
+    """
+    settings = settings or load_settings()
+    key = checkpoint_key(settings) if checkpoint_out is not None else None
+    scorer = Scorer(scorer_settings(settings, label_delay_s), feature_engine_factory)
+    result = replay(
+        input_path, scores_out, scorer, learn=True, rejects_path=rejects_path,
+        report_dir=report_dir, decoder=decoder_of(settings), progress=progress,
+    )
+    if checkpoint_out is not None and key is not None:
+        result.checkpoint_generation = checkpoint.save(
+            checkpoint_out, scorer.champion, scorer.challenger, key,
+            meta={"source": "backtest", "input": os.fspath(input_path), "scored": result.scored},
+        )
+    return result
+
+
+def score_file(
+    input_path: str | os.PathLike[str],
+    checkpoint_path: str | os.PathLike[str],
+    scores_out: str | os.PathLike[str],
+    settings: Settings | None = None,
+    *,
+    rejects_path: str | os.PathLike[str] | None = None,
+    report_dir: str | os.PathLike[str] | None = None,
+    progress: bool | None = None,
+    feature_engine_factory: Callable[[], FeatureEngineLike] = default_feature_engine,
+) -> BacktestResult:
+    """Score ``input_path`` with the models of a verified checkpoint, learning nothing."""
+    settings = settings or load_settings()
+    ckpt = checkpoint.load(checkpoint_path, checkpoint_key(settings))
+    scorer = scorer_from_checkpoint(ckpt, scorer_settings(settings), feature_engine_factory)
+    return replay(
+        input_path, scores_out, scorer, learn=False, rejects_path=rejects_path,
+        report_dir=report_dir, decoder=decoder_of(settings), progress=progress,
+    )
