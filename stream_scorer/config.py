@@ -8,6 +8,8 @@ the variable: :func:`load_settings` turns pydantic's error into a :class:`Config
 from __future__ import annotations
 
 import os
+import socket
+from pathlib import Path
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -15,6 +17,7 @@ from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from stream_scorer.evaluation.settings import EvaluationSettings
+from stream_scorer.features.settings import FeatureSettings
 from stream_scorer.exceptions import ConfigError
 from stream_scorer.model.settings import (  # re-exported: config.ModelSettings still works
     ChallengerSettings,
@@ -80,6 +83,29 @@ class Settings(BaseSettings):
     challenger: ChallengerSettings = Field(default_factory=ChallengerSettings)
     pending: PendingSettings = Field(default_factory=PendingSettings)
     checkpoint: CheckpointSettings = Field(default_factory=CheckpointSettings)
+    features: FeatureSettings = Field(default_factory=FeatureSettings)
+    processing_guarantee: Literal["exactly_once", "at_least_once"] = Field(
+        "exactly_once",
+        description="exactly_once: scores, dead letters, state and offsets commit in one Kafka "
+        "transaction; at_least_once: for clusters without transactions.",
+    )
+    instance_id: str = Field(
+        default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}",
+        min_length=1,
+        max_length=200,
+        description="This worker's name in the group (its transactional id is <group_id>-<instance_id>); "
+        "give each worker a stable one to fence its previous incarnation at once on restart.",
+    )
+    state_dir: Path = Field(
+        Path(".stream-scorer/state"), description="Local snapshots of partition state."
+    )
+    snapshot_interval_s: float = Field(
+        300.0, gt=0, description="Wall-clock seconds between local state snapshots."
+    )
+    dedupe_window: int = Field(
+        100_000, ge=0, le=10_000_000,
+        description="Recent transaction ids remembered per partition; a repeat goes to the DLQ (0: off).",
+    )
     create_topics: bool = Field(True, description="Create missing topics at start.")
     batch_size: int = Field(500, ge=1, le=100_000, description="Most records consumed per batch.")
     poll_timeout_s: float = Field(0.5, gt=0, le=60, description="Longest wait for a batch.")

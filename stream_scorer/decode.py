@@ -14,7 +14,7 @@ from datetime import datetime
 import orjson
 from pydantic import ValidationError
 
-from stream_scorer.events import Transaction
+from stream_scorer.events import Label, Transaction
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,3 +86,24 @@ class Decoder:
         if ts > (now if now is not None else time.time()) + self.max_future_skew_s:
             return Rejection("rule", f"event_time: {txn.event_time.isoformat()} is too far in the future")
         return txn
+
+
+def decode_label(value: bytes | None, max_bytes: int = 64 * 1024) -> Label | Rejection:
+    """Return the Label in ``value``, or the Rejection that explains why not."""
+    if value is None:
+        return Rejection("not_json", "empty record (null value)")
+    if len(value) > max_bytes:
+        return Rejection("oversized", f"record is {len(value)} bytes, above the {max_bytes} limit")
+    try:
+        obj = orjson.loads(value)
+    except orjson.JSONDecodeError as exc:
+        return Rejection("not_json", f"not valid JSON: {exc}")
+    if not isinstance(obj, dict):
+        return Rejection("not_object", f"expected a JSON object, got {type(obj).__name__}")
+    try:
+        return Label.model_validate(obj)
+    except ValidationError as exc:
+        reason, errors = _describe(exc)
+        return Rejection("schema", reason, errors)
+    except RecursionError:
+        return Rejection("schema", "structure nested too deeply")

@@ -175,7 +175,7 @@ class DeadLetter(BaseModel):
     source_timestamp_ms: int | None = None
     key_b64: str | None = Field(None, description="The original key, base64.")
     payload_b64: str = Field(description="The original value, base64, byte for byte.")
-    error_kind: Literal["not_json", "not_object", "schema", "rule", "oversized"]
+    error_kind: Literal["not_json", "not_object", "schema", "rule", "oversized", "duplicate"]
     reason: str = Field(description="A readable reason, one line.")
     errors: list[dict[str, str]] = Field(default_factory=list)
     failed_at: Timestamp

@@ -1,16 +1,25 @@
 """The live path: consume a batch, decode, compute features, score, produce, then commit.
 
-At-least-once: a batch's offsets are committed only after every record it produced (scores and
-dead letters) was acknowledged by Kafka. A crash between the two re-scores at most that batch.
+A worker is one member of the scoring consumer group. It reads the transactions topic and the
+labels topic (co-partitioned: both keyed by card, same partition count, range assignment), so
+the worker that holds a card's state also receives its labels.
 
-Per batch (the steps, in the order correctness needs):
+Per batch, in the order correctness needs (exactly-once, the default):
 
-1. ``consume()`` up to ``batch_size`` records;
-2. per record: decode and validate, then either produce a dead letter, or compute features from
-   state before the event, score, produce the score, and learn from an inline label;
-3. ``flush()`` the producer: every record of the batch is acknowledged, or the batch failed;
-4. if any delivery failed, stop without committing (the batch will be consumed again);
-5. commit the next offset of every partition the batch touched, synchronously.
+1. ``consume()`` up to ``batch_size`` records; ``begin_transaction()``;
+2. per record: a transaction is decoded and validated, then either dead-lettered, or scored by
+   the :class:`~stream_scorer.pipeline.Scorer` (features from state before the event, champion and
+   challenger, learning from an inline label) and its score produced; a label teaches the model
+   the features its transaction was scored on;
+3. the state each touched partition changed (feature windows, pending labels) goes to the
+   changelog topic, one record per changed key;
+4. the batch's next offsets join the transaction (``send_offsets_to_transaction``) and it
+   commits: scores, dead letters, state and offsets become visible together, or not at all;
+5. if the transaction had to abort, the in-memory state is rebuilt from the changelog and the
+   consumer goes back to the committed offsets, so the batch is scored again, once.
+
+With ``processing_guarantee=at_least_once`` (clusters without transactions), step 4 is: flush the
+producer and commit the offsets only when every record was acknowledged.
 """
 
 from __future__ import annotations
@@ -24,191 +33,445 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Message,
+    Producer,
+    TopicPartition,
+)
 
 from stream_scorer.config import Settings
-from stream_scorer.decode import Decoder, Rejection
-from stream_scorer.events import SCHEMA_VERSION
-from stream_scorer.exceptions import DeliveryError
-from stream_scorer.features import CardFeatures
-from stream_scorer.kafka.admin import ensure_topics
+from stream_scorer.decode import Decoder, Rejection, decode_label
+from stream_scorer.events import SCHEMA_VERSION, Label
+from stream_scorer.exceptions import ConfigError
+from stream_scorer.features.engine import FeatureEngine
+from stream_scorer.kafka.admin import ensure_topics, partition_count
 from stream_scorer.kafka.clients import make_consumer, make_producer
-from stream_scorer.model import OnlineLogit, band_of
+from stream_scorer.model import checkpoint
+from stream_scorer.model.settings import ScorerSettings
+from stream_scorer.pipeline import Scorer
+from stream_scorer.state.changelog import changelog_topic
+from stream_scorer.state.store import StateStore
 
 logger = logging.getLogger(__name__)
+
+TXN_TIMEOUT_S = 60.0
+"""How long a transaction call may take before it is retried (the broker may be away)."""
 
 
 @dataclass
 class WorkerStats:
-    """Running counts of what the worker did; read by the demo and the metrics."""
+    """Running counts of what the worker did; read by the demo, the tests and the metrics."""
 
     consumed: int = 0
     scored: int = 0
     dead_letters: int = 0
+    labels: int = 0
+    labels_applied: int = 0
     learned: int = 0
     batches: int = 0
     commits: int = 0
+    aborts: int = 0
+    changelog_records: int = 0
     delivery_failures: int = 0
     consumer_errors: int = 0
+    snapshots: int = 0
+    restores: int = 0
 
     def as_dict(self) -> dict[str, int]:
         return asdict(self)
+
+
+def scorer_settings(settings: Settings) -> ScorerSettings:
+    """The scoring layer's settings out of the process settings."""
+    return ScorerSettings(
+        review_threshold=settings.review_threshold,
+        decline_threshold=settings.decline_threshold,
+        model=settings.model,
+        challenger=settings.challenger,
+        pending=settings.pending,
+    )
+
+
+def build_scorer(settings: Settings) -> Scorer:
+    """A scorer with the feature engine of the settings, and the checkpointed models if any.
+
+    A checkpoint that fails its integrity check stops the worker (CheckpointError): a model of
+    unknown origin never scores.
+    """
+    features = settings.features
+    factory = lambda: FeatureEngine(features)  # noqa: E731
+    ck = settings.checkpoint
+    if ck.path and ck.key is not None:
+        from pathlib import Path
+
+        if Path(ck.path).exists():
+            loaded = checkpoint.load(ck.path, ck.key.get_secret_value().encode())
+            logger.info("models restored from checkpoint %s (%s)", ck.path, loaded.champion.version)
+            return Scorer(
+                scorer_settings(settings), factory, champion=loaded.champion,
+                challenger=loaded.challenger, with_challenger=loaded.challenger is not None,
+            )
+    return Scorer(scorer_settings(settings), factory)
 
 
 class Worker:
     """One member of the scoring consumer group."""
 
     def __init__(self, settings: Settings) -> None:
-        self.settings = settings
+        self.settings = s = settings
         self.stats = WorkerStats()
         self.decoder = Decoder(
-            max_bytes=settings.max_event_bytes,
-            max_future_skew_s=settings.max_future_skew_s,
-            min_event_time=settings.min_event_time,
+            max_bytes=s.max_event_bytes,
+            max_future_skew_s=s.max_future_skew_s,
+            min_event_time=s.min_event_time,
         )
-        self.features = CardFeatures()
-        self.model = OnlineLogit(settings.model)
+        self.scorer = build_scorer(s)
+        self.state = StateStore(s, self.scorer)
+        self.eos = s.processing_guarantee == "exactly_once"
+        self.changelog = changelog_topic(s)
+        ck = s.checkpoint
+        self.checkpointer = (
+            checkpoint.Checkpointer(ck.path, ck.key.get_secret_value().encode(), ck.interval_s)
+            if ck.path and ck.key is not None
+            else None
+        )
+        self.ready = threading.Event()
+        """Set once the worker has its partitions' state and consumes (for /readyz)."""
         self._stop = threading.Event()
         self._consumer: Consumer | None = None
         self._producer: Producer | None = None
+        self._owned: set[int] = set()
+        self._last_snapshot = time.monotonic()
+        self._failures_in_batch = 0
+        self._seen: dict[int, dict[str, None]] = {}
+        """Per partition, recent transaction ids (insertion order), to dead-letter repeats."""
 
     # -- life cycle -----------------------------------------------------------------------------
 
     def stop(self) -> None:
-        """Ask the loop to finish its batch, flush, commit and return (safe from signal handlers)."""
+        """Ask the loop to finish its batch, commit and return (safe from signal handlers)."""
         self._stop.set()
 
     def _open(self) -> None:
         s = self.settings
+        t = s.topics
         if s.create_topics:
             ensure_topics(s)
-        self._producer = make_producer(s)
-        self._consumer = make_consumer(s)
+        n_tx, n_labels = partition_count(s, t.transactions), partition_count(s, t.labels)
+        if n_tx == 0:
+            raise ConfigError(f"STREAM_SCORER_TOPICS__TRANSACTIONS: topic {t.transactions!r} does not exist")
+        if n_labels != n_tx:
+            raise ConfigError(
+                f"STREAM_SCORER_TOPICS__LABELS: topic {t.labels!r} has {n_labels} partitions and "
+                f"{t.transactions!r} has {n_tx}; they must match so a card's label reaches its state"
+            )
+        ensure_topics(s, [self.changelog], compacted=[self.changelog], partitions=n_tx)
+        if partition_count(s, self.changelog) != n_tx:
+            raise ConfigError(f"the state changelog {self.changelog!r} must have {n_tx} partitions")
+        extra: dict[str, Any] = {}
+        if self.eos:
+            extra = {"transactional.id": f"{s.group_id}-{s.instance_id}", "transaction.timeout.ms": 30_000}
+        self._producer = make_producer(s, **extra)
+        if self.eos:
+            self._retrying("init_transactions", lambda: self._producer.init_transactions(TXN_TIMEOUT_S))  # type: ignore[union-attr]
+        consumer_extra: dict[str, Any] = {"partition.assignment.strategy": "range"}
+        if "instance_id" in s.model_fields_set:
+            # Static membership: a restarted worker with the same id gets its partitions back at
+            # once, without a rebalance of the group.
+            consumer_extra["group.instance.id"] = s.instance_id
+        self._consumer = make_consumer(s, **consumer_extra)
         self._consumer.subscribe(
-            [s.topics.transactions], on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_revoke
+            [t.transactions, t.labels],
+            on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost,
         )
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        logger.info("assigned partitions %s", [p.partition for p in partitions])
+        # Called inside consume(), between batches: no transaction is open.
+        mine = sorted({p.partition for p in partitions if p.topic == self.settings.topics.transactions})
+        for p in mine:
+            self.state.restore(p)
+            self.stats.restores += 1
+        self._owned.update(mine)
+        self.ready.set()
+        logger.info("assigned partitions %s", mine)
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        # Offsets of finished batches are already committed: nothing of ours is in flight here.
-        logger.info("revoked partitions %s", [p.partition for p in partitions])
+        # Every finished batch is committed, state included: the new owner restores it from the
+        # changelog. A snapshot now makes our own restore quick if the partition comes back.
+        mine = sorted({p.partition for p in partitions if p.topic == self.settings.topics.transactions})
+        for p in mine:
+            if p in self._owned:
+                self._snapshot_quietly(p)
+                self.state.drop(p)
+                self._owned.discard(p)
+            self._seen.pop(p, None)
+        logger.info("revoked partitions %s", mine)
+
+    def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        # Lost, not revoked: another worker may own them already; our state may be stale.
+        for p in {p.partition for p in partitions if p.topic == self.settings.topics.transactions}:
+            self.state.drop(p)
+            self._owned.discard(p)
+            self._seen.pop(p, None)
+        logger.warning("lost partitions %s", sorted(p.partition for p in partitions))
 
     def run(self) -> WorkerStats:
         """Consume and score until :meth:`stop` is called; return the counts."""
         self._open()
-        assert self._consumer is not None and self._producer is not None
+        assert self._consumer is not None
         consumer = self._consumer
-        logger.info("worker started: group=%s topic=%s", self.settings.group_id, self.settings.topics.transactions)
+        s = self.settings
+        logger.info(
+            "worker started: group=%s topics=%s,%s guarantee=%s",
+            s.group_id, s.topics.transactions, s.topics.labels, s.processing_guarantee,
+        )
         try:
             while not self._stop.is_set():
-                msgs = consumer.consume(self.settings.batch_size, self.settings.poll_timeout_s)
+                msgs = consumer.consume(s.batch_size, s.poll_timeout_s)
                 if msgs:
                     self.process_batch(msgs)
+                self._housekeeping()
         finally:
             self._close()
         logger.info("worker stopped: %s", self.stats.as_dict())
         return self.stats
 
     def _close(self) -> None:
-        if self._producer is not None:
-            self._producer.flush(30)
-        if self._consumer is not None:
-            self._consumer.close()
-        self._consumer = self._producer = None
+        try:
+            for p in sorted(self._owned):
+                self._snapshot_quietly(p)
+            if self.checkpointer is not None:
+                self.checkpointer.save(self.scorer.champion, self.scorer.challenger)  # type: ignore[arg-type]
+        finally:
+            if self._producer is not None:
+                self._producer.flush(30)
+            if self._consumer is not None:
+                self._consumer.close()
+            self._consumer = self._producer = None
+
+    def _housekeeping(self) -> None:
+        """Per loop turn, not per event: snapshots and model checkpoints when they are due."""
+        now = time.monotonic()
+        if now - self._last_snapshot >= self.settings.snapshot_interval_s:
+            self._last_snapshot = now
+            for p in sorted(self._owned):
+                self._snapshot_quietly(p)
+        if self.checkpointer is not None:
+            self.checkpointer.maybe_save(self.scorer.champion, self.scorer.challenger)  # type: ignore[arg-type]
+
+    def _snapshot_quietly(self, p: int) -> None:
+        try:
+            self.state.snapshot(p)
+            self.stats.snapshots += 1
+        except OSError as exc:
+            logger.warning("snapshot of partition %d failed: %s", p, exc)
 
     # -- the hot path ---------------------------------------------------------------------------
 
     def _on_delivery(self, err: KafkaError | None, msg: Message) -> None:
         if err is not None:
             self.stats.delivery_failures += 1
+            self._failures_in_batch += 1
+            if self._failures_in_batch == 1:
+                logger.warning("delivery failed: %s", err)
+
+    def _on_changelog_delivery(self, err: KafkaError | None, msg: Message) -> None:
+        if err is not None:
+            self._on_delivery(err, msg)
+        else:
+            self.state.delivered(msg.partition(), msg.offset())  # type: ignore[arg-type]
 
     def process_batch(self, msgs: list[Message]) -> None:
-        """Score one batch end to end and commit it (steps 2-5 of the module docstring)."""
+        """Score one batch end to end and commit it (steps 1-5 of the module docstring)."""
         assert self._producer is not None and self._consumer is not None
         t0 = time.perf_counter()
         now = time.time()
         producer = self._producer
-        produce = producer.produce
-        on_delivery = self._on_delivery
-        decode = self.decoder.decode
-        features = self.features.update
-        model = self.model
-        score_one = model.score
         s = self.settings
-        scores_topic, dlq_topic = s.topics.scores, s.topics.dlq
-        review, decline = s.review_threshold, s.decline_threshold
-        version = model.version
-        failures_before = self.stats.delivery_failures
+        tx_topic = s.topics.transactions
+        scores_topic = s.topics.scores
+        decode = self.decoder.decode
+        score = self.scorer.score
+        apply_label = self.scorer.apply_label
+        dumps = orjson.dumps
+        on_delivery = self._on_delivery
+        produce = producer.produce
         next_offsets: dict[tuple[str, int], int] = {}
-        scored = dead = learned = 0
+        scored = dead = labels = applied = 0
+        seen_by_partition = self._seen
+        dedupe = s.dedupe_window
+        self._failures_in_batch = 0
+        if self.eos:
+            producer.begin_transaction()
 
         for msg in msgs:
             err = msg.error()
             if err is not None:
                 self._consumer_error(err)
                 continue
-            next_offsets[(msg.topic(), msg.partition())] = msg.offset() + 1  # type: ignore[operator]
-            value = msg.value()
-            txn = decode(value, now)
-            if type(txn) is Rejection:
-                self._dead_letter(msg, txn, dlq_topic)
-                dead += 1
-                continue
-            x = features(txn)
-            p, reasons = score_one(x)
-            record: dict[str, Any] = {
-                "schema_version": SCHEMA_VERSION,
-                "transaction_id": txn.transaction_id,
-                "card_id": txn.card_id,
-                "event_time": txn.event_time,
-                "score": p,
-                "band": band_of(p, review, decline),
-                "model_version": version,
-                "latency_ms": (time.perf_counter() - t0) * 1000.0,
-                "reason_codes": [{"feature": n, "contribution": c} for n, c in reasons],
-                "label": txn.is_fraud,
-                "features": x,
-                "amount": txn.amount,
-                "merchant_id": txn.merchant_id,
-            }
-            self._produce(produce, scores_topic, txn.card_id.encode(), orjson.dumps(record), on_delivery)
-            scored += 1
-            if txn.is_fraud is not None:
-                model.learn(x, txn.is_fraud)
-                learned += 1
+            topic = msg.topic()
+            partition: int = msg.partition()  # type: ignore[assignment]
+            next_offsets[(topic, partition)] = msg.offset() + 1  # type: ignore[operator]
+            if topic == tx_topic:
+                txn = decode(msg.value(), now)
+                if type(txn) is Rejection:
+                    self._dead_letter(msg, txn)
+                    dead += 1
+                    continue
+                if dedupe:
+                    seen = seen_by_partition.get(partition)
+                    if seen is None:
+                        seen = seen_by_partition[partition] = {}
+                    tid = txn.transaction_id  # type: ignore[union-attr]
+                    if tid in seen:
+                        self._dead_letter(msg, Rejection("duplicate", f"transaction_id {tid!r} was already scored"))
+                        dead += 1
+                        continue
+                    seen[tid] = None
+                    if len(seen) > dedupe:
+                        del seen[next(iter(seen))]
+                record = score(txn, partition, t0)  # type: ignore[arg-type]
+                value = dumps(record)
+                key = txn.card_id.encode()  # type: ignore[union-attr]
+                try:
+                    produce(scores_topic, value, key, on_delivery=on_delivery)
+                except BufferError:
+                    self._produce_blocking(scores_topic, value, key, on_delivery)
+                scored += 1
+            else:
+                label = decode_label(msg.value(), s.max_event_bytes)
+                if type(label) is Rejection:
+                    self._dead_letter(msg, label)
+                    dead += 1
+                    continue
+                assert isinstance(label, Label)
+                labels += 1
+                if apply_label(label.transaction_id, label.is_fraud, label.label_time.timestamp(), partition):
+                    applied += 1
+
+        # 3. the state this batch changed, one changelog record per key, per partition.
+        n_changes = 0
+        changelog, cl_delivery = self.changelog, self._on_changelog_delivery
+        for p in {p for (_, p) in next_offsets}:
+            for key, value in self.state.changes(p):
+                try:
+                    produce(changelog, value, key, partition=p, on_delivery=cl_delivery)
+                except BufferError:
+                    self._produce_blocking(changelog, value, key, cl_delivery, partition=p)
+                n_changes += 1
 
         st = self.stats
         st.consumed += len(msgs)
         st.scored += scored
         st.dead_letters += dead
-        st.learned += learned
+        st.labels += labels
+        st.labels_applied += applied
+        st.learned = self.scorer.stats.learned
+        st.changelog_records += n_changes
         st.batches += 1
-        remaining = producer.flush(60)
-        if remaining or st.delivery_failures > failures_before:
-            raise DeliveryError(
-                f"{st.delivery_failures - failures_before} records failed and {remaining} are undelivered; "
-                "the batch's offsets are not committed"
-            )
-        if next_offsets:
-            self._commit(next_offsets)
+        offsets = [TopicPartition(t, p, o) for (t, p), o in next_offsets.items()]
+        if self.eos:
+            self._commit_transaction(offsets)
+        else:
+            self._flush_and_commit(offsets)
 
-    def _produce(self, produce: Any, topic: str, key: bytes, value: bytes, on_delivery: Any) -> None:
+    def _produce_blocking(self, topic: str, value: bytes | None, key: bytes, cb: Any, partition: int = -1) -> None:
+        """The local queue is full: serve delivery reports until there is room (back-pressure)."""
+        assert self._producer is not None
+        while True:
+            self._producer.poll(0.05)
+            try:
+                self._producer.produce(topic, value, key, partition=partition, on_delivery=cb)
+                return
+            except BufferError:
+                continue
+
+    # -- commit ---------------------------------------------------------------------------------
+
+    def _commit_transaction(self, offsets: list[TopicPartition]) -> None:
+        """Steps 4-5: offsets into the transaction, commit; abort and rewind if it cannot commit."""
+        assert self._producer is not None and self._consumer is not None
+        producer, consumer = self._producer, self._consumer
         try:
-            produce(topic, value, key, on_delivery=on_delivery)
-        except BufferError:
-            # The local queue is full: serve delivery reports until there is room (back-pressure).
-            assert self._producer is not None
-            while True:
-                self._producer.poll(0.05)
-                try:
-                    produce(topic, value, key, on_delivery=on_delivery)
-                    return
-                except BufferError:
-                    continue
+            if offsets:
+                self._retrying(
+                    "send_offsets_to_transaction",
+                    lambda: producer.send_offsets_to_transaction(
+                        offsets, consumer.consumer_group_metadata(), TXN_TIMEOUT_S
+                    ),
+                )
+            self._retrying("commit_transaction", lambda: producer.commit_transaction(TXN_TIMEOUT_S))
+            self.stats.commits += 1
+        except KafkaException as exc:
+            err: KafkaError = exc.args[0]
+            if not err.txn_requires_abort():
+                raise
+            logger.warning("transaction aborted (%s); rewinding to the committed offsets", err)
+            self._retrying("abort_transaction", lambda: producer.abort_transaction(TXN_TIMEOUT_S))
+            self.stats.aborts += 1
+            self._rewind()
 
-    def _dead_letter(self, msg: Message, rejection: Rejection, topic: str) -> None:
+    def _retrying(self, what: str, call: Any) -> None:
+        """Call a transactional API, retrying while its error is retriable (e.g. broker away)."""
+        last_warning = 0.0
+        while True:
+            try:
+                call()
+                return
+            except KafkaException as exc:
+                err: KafkaError = exc.args[0]
+                if not err.retriable():
+                    raise
+                now = time.monotonic()
+                if now - last_warning > 10.0:
+                    logger.warning("%s: %s; retrying until the cluster answers", what, err)
+                    last_warning = now
+                time.sleep(0.5)
+
+    def _flush_and_commit(self, offsets: list[TopicPartition]) -> None:
+        """At-least-once: commit offsets only once every record of the batch was acknowledged."""
+        assert self._producer is not None and self._consumer is not None
+        warned = False
+        while self._producer.flush(5.0) > 0:
+            if not warned:
+                logger.warning("waiting for Kafka to acknowledge the batch's records")
+                warned = True
+        if self._failures_in_batch:
+            logger.warning("%d records of the batch failed; rewinding to the committed offsets", self._failures_in_batch)
+            self.stats.aborts += 1
+            self._rewind()
+            return
+        if not offsets:
+            return
+        try:
+            self._consumer.commit(offsets=offsets, asynchronous=False)
+            self.stats.commits += 1
+        except KafkaException as exc:
+            # A rebalance took the partitions away: their new owner scores from the last commit.
+            logger.warning("commit failed (%s); the batch may be scored again after a rebalance", exc)
+
+    def _rewind(self) -> None:
+        """Forget the uncommitted batch: state back to the changelog, consumer back to the commit."""
+        assert self._consumer is not None
+        consumer = self._consumer
+        self._seen.clear()  # the ids of the aborted batch will come again
+        for p in sorted(self._owned):
+            self.state.restore(p)
+            self.stats.restores += 1
+        assignment = consumer.assignment()
+        if not assignment:
+            return
+        for tp in consumer.committed(assignment, timeout=TXN_TIMEOUT_S):
+            offset = tp.offset if tp.offset >= 0 else OFFSET_BEGINNING
+            consumer.seek(TopicPartition(tp.topic, tp.partition, offset))
+
+    # -- dead letters and errors ----------------------------------------------------------------
+
+    def _dead_letter(self, msg: Message, rejection: Rejection) -> None:
         value = msg.value() or b""
         key = msg.key()
         ts_type, ts = msg.timestamp()
@@ -224,16 +487,14 @@ class Worker:
             "reason": rejection.reason,
             "errors": list(rejection.errors),
             "failed_at": datetime.now(UTC),
-            "worker": self.settings.client_id,
+            "worker": self.settings.instance_id,
         }
         headers = [("reason", rejection.reason.encode()[:1000]), ("error_kind", rejection.kind.encode())]
-        self._produce_dlq(topic, key, orjson.dumps(record), headers)
-
-    def _produce_dlq(self, topic: str, key: bytes | None, value: bytes, headers: list[tuple[str, bytes]]) -> None:
         assert self._producer is not None
+        topic, data = self.settings.topics.dlq, orjson.dumps(record)
         while True:
             try:
-                self._producer.produce(topic, value, key, headers=headers, on_delivery=self._on_delivery)
+                self._producer.produce(topic, data, key, headers=headers, on_delivery=self._on_delivery)
                 return
             except BufferError:
                 self._producer.poll(0.05)
@@ -244,12 +505,3 @@ class Worker:
             raise KafkaException(err)
         logger.warning("consumer error: %s", err)
 
-    def _commit(self, next_offsets: dict[tuple[str, int], int]) -> None:
-        assert self._consumer is not None
-        offsets = [TopicPartition(t, p, o) for (t, p), o in next_offsets.items()]
-        try:
-            self._consumer.commit(offsets=offsets, asynchronous=False)
-            self.stats.commits += 1
-        except KafkaException as exc:
-            # A rebalance took the partitions away: their new owner re-scores from the last commit.
-            logger.warning("commit failed (%s); the batch may be scored again after a rebalance", exc)

@@ -57,7 +57,7 @@ def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture
-def make_settings(kafka_bootstrap: str) -> Callable[..., Settings]:
+def make_settings(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Settings]:
     """Settings on the session's broker with topics and group of this test's own."""
     suffix = uuid.uuid4().hex[:8]
 
@@ -76,6 +76,8 @@ def make_settings(kafka_bootstrap: str) -> Callable[..., Settings]:
             "group_id": f"scorer-{suffix}",
             "topics": topics,
             "log_format": "text",
+            "state_dir": tmp_path_factory.mktemp("state"),
+            "instance_id": f"w-{uuid.uuid4().hex[:6]}",
         }
         base.update(overrides)
         settings = Settings(**base)

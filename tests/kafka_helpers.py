@@ -105,3 +105,72 @@ class WorkerThread:
         assert not self.thread.is_alive(), "worker did not stop within 60s"
         if self.error is not None:
             raise self.error
+
+
+def worker_env(settings: Settings, **more: str) -> dict[str, str]:
+    """The environment of a `stream-scorer run` process with ``settings``'s broker, topics and state."""
+    import os
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("STREAM_SCORER_") or "KAFKA_" in k}
+    t = settings.topics
+    env.update(
+        STREAM_SCORER_BOOTSTRAP_SERVERS=settings.bootstrap_servers,
+        STREAM_SCORER_GROUP_ID=settings.group_id,
+        STREAM_SCORER_TOPICS__TRANSACTIONS=t.transactions,
+        STREAM_SCORER_TOPICS__SCORES=t.scores,
+        STREAM_SCORER_TOPICS__DLQ=t.dlq,
+        STREAM_SCORER_TOPICS__LABELS=t.labels,
+        STREAM_SCORER_TOPICS__DRIFT_ALERTS=t.drift_alerts,
+        STREAM_SCORER_TOPICS__PARTITIONS=str(t.partitions),
+        STREAM_SCORER_STATE_DIR=str(settings.state_dir),
+        STREAM_SCORER_INSTANCE_ID=settings.instance_id,
+        STREAM_SCORER_PROCESSING_GUARANTEE=settings.processing_guarantee,
+        STREAM_SCORER_BATCH_SIZE=str(settings.batch_size),
+        STREAM_SCORER_LOG_FORMAT="text",
+    )
+    env.update(more)
+    return env
+
+
+def committed_total(settings: Settings, topic: str | None = None) -> int:
+    """Sum of the group's committed offsets on ``topic`` (-1 while its coordinator is not found)."""
+    from confluent_kafka import KafkaException, TopicPartition
+
+    topic = topic or settings.topics.transactions
+    c = Consumer({"bootstrap.servers": settings.bootstrap_servers, "group.id": settings.group_id})
+    try:
+        parts = [TopicPartition(topic, p) for p in range(settings.topics.partitions)]
+        return sum(max(tp.offset, 0) for tp in c.committed(parts, timeout=10))
+    except KafkaException:
+        return -1
+    finally:
+        c.close()
+
+
+def reference_features(settings: Settings, n: int) -> dict[str, dict[str, float]]:
+    """The features an uninterrupted worker computes for each transaction id: the pure scoring
+    path run over the transactions topic, partition by partition, in offset order."""
+    from stream_scorer.events import Transaction
+    from stream_scorer.features.engine import FeatureEngine
+    from stream_scorer.pipeline import Scorer
+    from stream_scorer.worker import scorer_settings
+
+    msgs = read_all(settings, settings.topics.transactions, expected=n, idle=1.0)
+    msgs.sort(key=lambda m: (m.partition(), m.offset()))
+    features = settings.features
+    scorer = Scorer(scorer_settings(settings), lambda: FeatureEngine(features), with_challenger=False)
+    out: dict[str, dict[str, float]] = {}
+    for m in msgs:
+        txn = Transaction.model_validate_json(m.value())
+        out[txn.transaction_id] = scorer.score(txn, m.partition())["features"]
+    return out
+
+
+def scores_by_id(settings: Settings, n: int) -> tuple[dict[str, dict], int]:
+    """Committed scores keyed by transaction id, and how many records were read in all."""
+    msgs = read_all(settings, settings.topics.scores, expected=n)
+    out = {}
+    for m in msgs:
+        rec = orjson.loads(m.value())
+        out[rec["transaction_id"]] = rec
+    return out, len(msgs)

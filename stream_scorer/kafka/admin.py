@@ -37,6 +37,7 @@ def ensure_topics(
     names: Iterable[str] | None = None,
     timeout: float = 30.0,
     compacted: Iterable[str] = (),
+    partitions: int | None = None,
 ) -> list[str]:
     """Create the missing topics among ``names`` (all of stream-scorer's by default).
 
@@ -63,7 +64,7 @@ def ensure_topics(
     new = [
         NewTopic(
             n,
-            num_partitions=settings.topics.partitions,
+            num_partitions=partitions or settings.topics.partitions,
             replication_factor=settings.topics.replication_factor,
             config={"cleanup.policy": "compact"} if n in compacted else {},
         )
@@ -89,3 +90,10 @@ def _wait_visible(admin: AdminClient, names: list[str], deadline: float) -> None
         if all(n in md.topics and not md.topics[n].error for n in names):
             return
         time.sleep(0.1)
+
+
+def partition_count(settings: Settings, topic: str, timeout: float = 30.0) -> int:
+    """How many partitions ``topic`` has (0 when it does not exist)."""
+    md = admin_client(settings).list_topics(topic, timeout=timeout)
+    t = md.topics.get(topic)
+    return 0 if t is None or t.error is not None else len(t.partitions)

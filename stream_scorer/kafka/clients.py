@@ -33,6 +33,11 @@ def consumer_config(settings: Settings, group_id: str | None = None, **extra: An
         "auto.offset.reset": "earliest",
         "isolation.level": "read_committed",
         "fetch.wait.max.ms": 100,
+        # A dead worker's partitions move on after 10 s (librdkafka's default is 45 s).
+        "session.timeout.ms": 10_000,
+        "heartbeat.interval.ms": 2_000,
+        # Bounded prefetch: while the broker or the worker is slow, memory stays flat.
+        "queued.max.messages.kbytes": 16_384,
         "error_cb": _error_cb,
         "logger": librdkafka_logger,
     }

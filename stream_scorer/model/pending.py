@@ -64,6 +64,9 @@ class PendingStore:
         # unknown ones; as bounded as the entries themselves.
         self.gone: dict[str, int] = {}
         self.counters: dict[str, int] = dict.fromkeys(self.COUNTERS, 0)
+        # Entries added (Pending) or removed (None) since drain_changes(), when tracked: what the
+        # live worker writes to its changelog. None: not tracked (backtests, one-off scoring).
+        self.changes: dict[str, Pending | None] | None = None
 
     def __len__(self) -> int:
         return len(self.entries)
@@ -83,14 +86,18 @@ class PendingStore:
             del entries[oldest]
             self._forget(oldest, _EXPIRED)
             self.counters["evicted_full"] += 1
-        entries[transaction_id] = Pending(features, merchant_id, event_ts)
+        entry = entries[transaction_id] = Pending(features, merchant_id, event_ts)
         self.counters["added"] += 1
+        if self.changes is not None:
+            self.changes[transaction_id] = entry
 
     def pop(self, transaction_id: str) -> Pending | None:
         """Take the entry of a labelled transaction; ``None`` (and counted) when it is not here."""
         entry = self.entries.pop(transaction_id, None)
         if entry is not None:
             self._forget(transaction_id, _APPLIED)
+            if self.changes is not None:
+                self.changes[transaction_id] = None
             self.counters["applied_labels"] += 1
             return entry
         why = self.gone.get(transaction_id)
@@ -117,7 +124,30 @@ class PendingStore:
         self.counters["expired"] += n
         return n
 
+    def track_changes(self) -> None:
+        """From now on, remember what changed, for :meth:`drain_changes`."""
+        if self.changes is None:
+            self.changes = {}
+
+    def drain_changes(self) -> dict[str, Pending | None]:
+        """Entries added or removed since the last call (None: removed), and forget them."""
+        changes = self.changes
+        if not changes:
+            return {}
+        self.changes = {}
+        return changes
+
+    def load_entry(self, transaction_id: str, entry: Pending | None) -> None:
+        """Set or remove one entry as a changelog restores it (not counted, not tracked)."""
+        if entry is None:
+            self.entries.pop(transaction_id, None)
+        else:
+            self.entries.pop(transaction_id, None)
+            self.entries[transaction_id] = entry
+
     def _forget(self, transaction_id: str, why: int) -> None:
+        if self.changes is not None:
+            self.changes[transaction_id] = None
         gone = self.gone
         if len(gone) >= self.max_entries:
             del gone[next(iter(gone))]

@@ -1,0 +1,114 @@
+"""The state changelog: a compacted topic that makes each partition's state durable, key by key.
+
+Layout: one topic per consumer group, ``<group_id>.state-changelog``, compacted, with as many
+partitions as the transactions topic; the state of input partition ``p`` goes to changelog
+partition ``p``, so it moves with its partition. A record's key names what it holds:
+
+- ``f`` + a feature-engine key (``c:<card>``, ``m:<merchant>``): that entity's window state;
+- ``p`` + a transaction id: a scored transaction waiting for its label (the pending store);
+
+and a ``None`` value is a tombstone (evicted, or labelled). Writing is the worker's job (in the same
+transaction as the batch's scores and offsets); this module names the topic, encodes pending entries
+and reads a partition back.
+"""
+
+from __future__ import annotations
+
+import logging
+import struct
+import time
+from collections.abc import Callable
+
+from confluent_kafka import Consumer, KafkaException, TopicPartition
+
+from stream_scorer.config import Settings
+from stream_scorer.exceptions import StateError
+from stream_scorer.kafka.clients import consumer_config
+from stream_scorer.model.pending import Pending
+
+logger = logging.getLogger(__name__)
+
+FEATURE = b"f"
+PENDING = b"p"
+_PENDING_HEAD = struct.Struct("<dH")
+
+
+def changelog_topic(settings: Settings) -> str:
+    """The changelog topic of the settings' consumer group."""
+    return f"{settings.group_id}.state-changelog"
+
+
+def encode_pending(entry: Pending, names: tuple[str, ...]) -> bytes:
+    """A pending entry as bytes: event time, the merchant, then the features in ``names`` order."""
+    merchant = entry.merchant_id.encode()
+    feats = entry.features
+    values = struct.pack(f"<{len(names)}d", *(feats.get(n, 0.0) for n in names))
+    return _PENDING_HEAD.pack(entry.event_ts, len(merchant)) + merchant + values
+
+
+def decode_pending(value: bytes, names: tuple[str, ...]) -> Pending:
+    """The entry :func:`encode_pending` wrote; StateError when it does not fit ``names``."""
+    try:
+        event_ts, mlen = _PENDING_HEAD.unpack_from(value, 0)
+        at = _PENDING_HEAD.size
+        merchant = value[at : at + mlen].decode()
+        values = struct.unpack_from(f"<{len(names)}d", value, at + mlen)
+    except (struct.error, UnicodeDecodeError) as exc:
+        raise StateError(f"pending entry is corrupt: {exc}") from exc
+    if at + mlen + 8 * len(names) != len(value):
+        raise StateError("pending entry was written with another feature set")
+    return Pending(dict(zip(names, values, strict=True)), merchant, event_ts)
+
+
+def read_partition(
+    settings: Settings,
+    partition: int,
+    start: int,
+    apply: Callable[[bytes, bytes | None], None],
+    timeout_s: float = 300.0,
+) -> tuple[int, int]:
+    """Apply every committed record of changelog partition ``partition`` from ``start`` on.
+
+    Reads with ``isolation.level=read_committed`` up to the last stable offset, so records of
+    aborted (or still open) transactions are never applied. Returns (records applied, next offset).
+    """
+    topic = changelog_topic(settings)
+    conf = consumer_config(settings, group_id=f"{settings.group_id}.restore", **{"auto.offset.reset": "earliest"})
+    conf.pop("error_cb", None)
+    consumer = Consumer(conf)
+    tp = TopicPartition(topic, partition)
+    try:
+        low, high = consumer.get_watermark_offsets(tp, timeout=30, cached=False)
+        begin = max(start, low)
+        if begin >= high:
+            return 0, max(start, high)
+        consumer.assign([TopicPartition(topic, partition, begin)])
+        n = 0
+        deadline = time.monotonic() + timeout_s
+        position = begin
+        while position < high:
+            if time.monotonic() > deadline:
+                raise StateError(
+                    f"restoring {topic}[{partition}] took over {timeout_s:.0f}s (at {position} of {high})"
+                )
+            msgs = consumer.consume(10_000, 0.5)
+            for msg in msgs:
+                if msg.error() is not None:
+                    err = msg.error()
+                    if err.fatal():
+                        raise KafkaException(err)
+                    continue
+                apply(msg.key(), msg.value())
+                n += 1
+            # Control records (transaction markers) are never delivered: ask where we stand.
+            pos = consumer.position([tp])[0].offset
+            if pos >= 0:
+                position = pos
+            elif not msgs:
+                # No record fetched yet; the offsets below the LSO may all be markers.
+                low2, high2 = consumer.get_watermark_offsets(tp, timeout=10, cached=False)
+                if begin >= high2:
+                    break
+        return n, position
+    finally:
+        consumer.close()

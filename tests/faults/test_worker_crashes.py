@@ -1,0 +1,99 @@
+"""The promises under faults: a worker killed again and again, workers joining and leaving, a
+broker restarted. Every transaction gets exactly one committed score, and its features equal
+those of a run that never stopped."""
+
+from __future__ import annotations
+
+import random
+import signal
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from stream_scorer.simulate import Simulator, shifted_to
+from tests.kafka_helpers import (
+    WorkerThread,
+    committed_total,
+    produce_events,
+    reference_features,
+    scores_by_id,
+    worker_env,
+)
+
+pytestmark = [pytest.mark.faults, pytest.mark.integration, pytest.mark.slow]
+
+CLI = [sys.executable, "-m", "stream_scorer.cli", "run"]
+
+
+def _events(n: int, seed: int) -> list[dict]:
+    return shifted_to(Simulator(seed=seed).take(n), datetime.now(UTC) - timedelta(hours=20))
+
+
+def _assert_exactly_once_with_reference_features(settings, events) -> None:
+    n = len(events)
+    scores, read = scores_by_id(settings, n)
+    assert set(scores) == {e["transaction_id"] for e in events}, "no transaction is missing a score"
+    assert read == n, f"{read - n} duplicate committed scores"
+    reference = reference_features(settings, n)
+    diffs = [tid for tid, rec in scores.items() if rec["features"] != reference[tid]]
+    assert not diffs, f"{len(diffs)} transactions got other features than an uninterrupted run, e.g. {diffs[:3]}"
+
+
+def test_sigkill_five_times_mid_stream(make_settings, tmp_path):
+    settings = make_settings(instance_id="worker-1", batch_size=500)
+    events = _events(50_000, seed=11)
+    produce_events(settings, events)
+    rng = random.Random(5)
+    kills = 0
+    logs = []
+    deadline = time.monotonic() + 480
+    while True:
+        log = tmp_path / f"worker-{kills}.log"
+        logs.append(log)
+        proc = subprocess.Popen(CLI, env=worker_env(settings), stdout=open(log, "wb"), stderr=subprocess.STDOUT)  # noqa: SIM115
+        start = max(committed_total(settings), 0)
+        target = start + rng.randint(1_500, 6_000)
+        while True:
+            assert time.monotonic() < deadline, "the stream did not finish in time"
+            assert proc.poll() is None, log.read_text()[-3000:]
+            done = committed_total(settings)
+            if done >= len(events) or (kills < 5 and done >= target):
+                break
+            time.sleep(0.1)
+        if done >= len(events):
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(60) == 0, log.read_text()[-3000:]
+            break
+        time.sleep(rng.uniform(0.0, 0.5))  # somewhere inside a later batch
+        proc.kill()
+        proc.wait()
+        kills += 1
+    assert kills == 5, "the worker was killed five times mid-stream"
+    _assert_exactly_once_with_reference_features(settings, events)
+
+
+def test_workers_join_and_leave_mid_stream(make_settings):
+    settings = make_settings(batch_size=200)
+    events = _events(30_000, seed=12)
+    produce_events(settings, events)
+    a = WorkerThread(settings.model_copy(update={"instance_id": "a"})).start()
+    a.wait_scored(5_000, timeout=180)
+    b = WorkerThread(settings.model_copy(update={"instance_id": "b"})).start()
+    deadline = time.monotonic() + 180
+    while committed_total(settings) < 15_000:
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    assert b.worker.stats.restores >= 1, "the joining worker took partitions and restored their state"
+    a.stop()  # leaves the group: b takes every partition, with its state from the changelog
+    deadline = time.monotonic() + 240
+    while committed_total(settings) < len(events):
+        assert time.monotonic() < deadline, f"stuck at {committed_total(settings)}"
+        if b.error:
+            raise b.error
+        time.sleep(0.2)
+    b.stop()
+    assert b.worker.stats.scored > 0 and a.worker.stats.scored > 0
+    _assert_exactly_once_with_reference_features(settings, events)
