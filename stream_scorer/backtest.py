@@ -135,6 +135,7 @@ class BacktestResult:
     rejects_by_kind: dict[str, int] = field(default_factory=dict)
     labelled: int = 0
     seconds: float = 0.0
+    cpu_seconds: float = 0.0
     counters: dict[str, int] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
     checkpoint_generation: int | None = None
@@ -183,7 +184,7 @@ def replay(
     newline = orjson.OPT_APPEND_NEWLINE
     size = os.path.getsize(input_path)
     show = sys.stderr.isatty() if progress is None else progress
-    t_start = time.perf_counter()
+    t_start, cpu_start = time.perf_counter(), time.process_time()
     with ExitStack() as stack:
         src = stack.enter_context(open(input_path, "rb"))
         out = stack.enter_context(open(scores_out, "wb"))
@@ -215,6 +216,7 @@ def replay(
         if bar is not None:
             bar.update(pending_bytes)
     result.seconds = time.perf_counter() - t_start
+    result.cpu_seconds = time.process_time() - cpu_start
     result.scored = len(cols.score)
     result.rejects = sum(rejects.values())
     result.rejects_by_kind = dict(sorted(rejects.items()))
@@ -277,6 +279,8 @@ def _metrics(result: BacktestResult, cols: _Columns, scorer: Scorer) -> dict[str
         "label_delay_s": scorer.label_delay_s,
         "seconds": round(result.seconds, 3),
         "throughput_events_per_s": round(len(cols.score) / result.seconds, 1) if result.seconds > 0 else None,
+        "cpu_seconds": round(result.cpu_seconds, 3),
+        "events_per_cpu_s": round(len(cols.score) / result.cpu_seconds, 1) if result.cpu_seconds > 0 else None,
         "counters": result.counters,
     }
     if scorer.challenger is not None and c.size and not np.isnan(c).all():

@@ -142,7 +142,8 @@ def _print_result(result: Any, out: str) -> None:
     m = result.metrics
     print(
         f"scored {result.scored} of {result.lines} events ({result.rejects} rejected) into {out} "
-        f"in {result.seconds:.1f}s ({result.throughput:,.0f} events/s); "
+        f"in {result.seconds:.1f}s ({result.throughput:,.0f} events/s; "
+        f"{m['events_per_cpu_s'] or 0:,.0f} events per CPU second); "
         f"ROC AUC {m['roc_auc']}, average precision {m['average_precision']}"
     )
 

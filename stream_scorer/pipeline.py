@@ -72,7 +72,7 @@ def default_feature_engine() -> FeatureEngineLike:
 def make_challenger(settings: ChallengerSettings, n_reasons: int = 3) -> Model | None:
     """The challenger the settings describe, or ``None`` for ``kind="none"``."""
     if settings.kind == "logreg":
-        return OnlineLogit(settings.logreg, n_reasons=n_reasons)
+        return OnlineLogit(settings.logreg, n_reasons=0)  # only the champion gives reasons
     if settings.kind == "tree":
         return OnlineTree(settings.tree)
     return None
