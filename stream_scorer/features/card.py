@@ -30,7 +30,7 @@ from stream_scorer.features.catalog import (
     STD_FLOOR,
     Z_CLIP,
 )
-from stream_scorer.features.windows import Level, make_levels
+from stream_scorer.features.windows import ZEROS, Level, clear_ranges, make_levels
 
 HEADER = struct.Struct("<dddd")
 _MAX_COUNT = 65_535
@@ -92,16 +92,18 @@ class CardLayout:
         nb = self.n_buckets
         counts = raw[self.counts_at : self.counts_at + 2 * nb].cast("H")
         values = raw[self.values_at : self.merchants_at].cast("f")
+        ca, va, xa = self.counts_at, self.values_at, self.values_at + 4 * nb
 
         for bucket_s, span, slots, off, names in self._level_params:
             k = int(ts // bucket_s)
             head, new_head = int(max_ts // bucket_s), int(new_max // bucket_s)
             if new_head > head:  # the ring moves on: empty the buckets it reuses
-                for j in range(head + 1, min(new_head, head + slots) + 1):
-                    i = off + j % slots
-                    counts[i] = 0
-                    values[i] = 0.0
-                    values[nb + i] = 0.0
+                for a, b in clear_ranges(head, new_head, slots):
+                    a += off
+                    b += off
+                    raw[ca + 2 * a : ca + 2 * b] = ZEROS[: 2 * (b - a)]
+                    raw[va + 4 * a : va + 4 * b] = ZEROS[: 4 * (b - a)]
+                    raw[xa + 4 * a : xa + 4 * b] = ZEROS[: 4 * (b - a)]
             s0, s1 = off + (k - span + 1) % slots, off + k % slots
             if s0 <= s1:
                 c = sum(counts[s0 : s1 + 1])
@@ -148,7 +150,8 @@ class CardLayout:
 
         # Merchant memory: distinct merchants in 24 h, and whether this one is new in 7 d.
         kslots = self.merchant_slots
-        mem = raw[self.merchants_at : self.size].cast("I")
+        mem_view = raw[self.merchants_at : self.size].cast("I")
+        mem = mem_view.tolist()
         hours = int(ts // MERCHANT_MEMORY_BUCKET_S)
         distinct_after = hours - DISTINCT_MERCHANTS_HOURS
         distinct = 0
@@ -175,14 +178,14 @@ class CardLayout:
             x["card_merchant_new"] = 0.0 if seen_here > hours - NEW_MERCHANT_HOURS else 1.0
             last = mem[kslots + pos]
             if hours > last:
-                mem[2 * kslots + pos] = last
-                mem[kslots + pos] = hours
+                mem_view[2 * kslots + pos] = last
+                mem_view[kslots + pos] = hours
             elif hours < last and hours > mem[2 * kslots + pos]:
-                mem[2 * kslots + pos] = hours
+                mem_view[2 * kslots + pos] = hours
         else:
             x["card_merchant_new"] = 1.0
             i = free if free >= 0 else oldest
-            mem[i] = mhash
-            mem[kslots + i] = hours
-            mem[2 * kslots + i] = 0
+            mem_view[i] = mhash
+            mem_view[kslots + i] = hours
+            mem_view[2 * kslots + i] = 0
         return late

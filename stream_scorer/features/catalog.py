@@ -60,8 +60,8 @@ def _build() -> dict[str, str]:
         f[f"merchant_{name}_log_count"] = f"log1p(count of the {span})"
         f[f"merchant_{name}_log_mean"] = f"log1p(mean amount of the {span}); 0 when none"
     f["merchant_risk_rate"] = (
-        "merchant fraud rate of the labels known at the event's time (label_time <= event_time) "
-        "within the risk window, Beta-smoothed towards the prior rate"
+        "merchant fraud rate of the labels known before the event (label_time < event_time) "
+        "within the risk window (by label time), Beta-smoothed towards the prior rate"
     )
     f["merchant_risk_log_labels"] = "log1p(labels behind merchant_risk_rate)"
     f["hour_sin"] = "sin of the time of day (UTC)"

@@ -27,7 +27,7 @@ from stream_scorer.features.settings import FeatureSettings
 
 SNAPSHOT_MAGIC = b"SSFE"
 SNAPSHOT_VERSION = 1
-_SNAP_HEADER = struct.Struct("<4sHIQII")
+_SNAP_HEADER = struct.Struct("<4sHIQIII")  # magic, version, layout, late, cards, merchants, crc
 _KEY_LEN = struct.Struct("<H")
 _VALUE_LEN = struct.Struct("<I")
 _VALUE_HEADER = struct.Struct("<cBI")  # kind (b"C"/b"M"), format version, layout fingerprint
@@ -212,13 +212,9 @@ class FeatureEngine:
                 raise StateError(f"merchant state of {ident!r} is corrupt: {exc}") from exc
 
     def snapshot(self) -> bytes:
-        """All state as bytes: a versioned header, then every card and merchant (no pickle)."""
-        parts = [
-            _SNAP_HEADER.pack(
-                SNAPSHOT_MAGIC, SNAPSHOT_VERSION, self.fingerprint, self.late_events,
-                len(self.cards), len(self.merchants),
-            )
-        ]
+        """All state as bytes: a versioned header with a CRC-32 of the rest, then every card and
+        merchant as ``(u16 key length, key, u32 value length, value)`` (no pickle)."""
+        parts = []
         append = parts.append
         for table, dump in ((self.cards, bytes), (self.merchants, self._merchant.dumps)):
             for ident, state in table.items():
@@ -228,7 +224,12 @@ class FeatureEngine:
                 append(k)
                 append(_VALUE_LEN.pack(len(v)))
                 append(v)
-        return b"".join(parts)
+        body = b"".join(parts)
+        header = _SNAP_HEADER.pack(
+            SNAPSHOT_MAGIC, SNAPSHOT_VERSION, self.fingerprint, self.late_events,
+            len(self.cards), len(self.merchants), zlib.crc32(body),
+        )
+        return header + body
 
     @classmethod
     def restore(cls, data: bytes, settings: FeatureSettings | None = None) -> FeatureEngine:
@@ -236,7 +237,9 @@ class FeatureEngine:
         eng = cls(settings)
         view = memoryview(data)
         try:
-            magic, version, fingerprint, late, n_cards, n_merchants = _SNAP_HEADER.unpack_from(view, 0)
+            magic, version, fingerprint, late, n_cards, n_merchants, crc = _SNAP_HEADER.unpack_from(
+                view, 0
+            )
         except struct.error as exc:
             raise StateError("feature snapshot is truncated") from exc
         if magic != SNAPSHOT_MAGIC:
@@ -246,6 +249,8 @@ class FeatureEngine:
         if fingerprint != eng.fingerprint:
             raise StateError("feature snapshot was written with other feature settings")
         at = _SNAP_HEADER.size
+        if zlib.crc32(view[at:]) != crc:
+            raise StateError("feature snapshot does not match its CRC-32: truncated or damaged")
         try:
             for kind, count in (("c", n_cards), ("m", n_merchants)):
                 for _ in range(count):

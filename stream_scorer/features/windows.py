@@ -42,3 +42,23 @@ def make_levels(specs: tuple[tuple[str, float, float], ...], grace_s: float) -> 
         levels.append(Level(name, float(width_s), float(bucket_s), span, slots, offset))
         offset += slots
     return tuple(levels)
+
+
+ZEROS = bytes(4096)
+"""Zero bytes to blank ring slots with one slice assignment."""
+
+
+def clear_ranges(head: int, new_head: int, slots: int) -> tuple[tuple[int, int], ...]:
+    """The slot ranges ``[a, b)`` a ring of ``slots`` reuses when its head moves ``head -> new_head``.
+
+    >>> clear_ranges(10, 12, 5), clear_ranges(10, 13, 4), clear_ranges(0, 9, 4)
+    (((1, 3),), ((3, 4), (0, 2)), ((0, 4),))
+    """
+    moved = new_head - head
+    if moved >= slots:
+        return ((0, slots),)
+    a = (head + 1) % slots
+    b = a + moved
+    if b <= slots:
+        return ((a, b),)
+    return ((a, slots), (0, b - slots))
