@@ -74,6 +74,24 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from stream_scorer.evaluator import Evaluator
+
+    port = {"metrics_port": args.metrics_port} if args.metrics_port is not None else None
+    settings = _settings(args, evaluation=port)
+    _configure_logging(settings)
+    evaluator = Evaluator(settings)
+
+    def _graceful(signum: int, frame: FrameType | None) -> None:
+        logger.info("signal %s: finishing the batch, then stopping", signal.Signals(signum).name)
+        evaluator.stop()
+
+    signal.signal(signal.SIGTERM, _graceful)
+    signal.signal(signal.SIGINT, _graceful)
+    evaluator.run()
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from stream_scorer.demo import run_demo
 
@@ -184,6 +202,11 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
     p.add_argument("--batch-size", type=int, help="most records per batch")
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("evaluate", help="run the side evaluator: live metrics, drift detection, alerts")
+    _common(p)
+    p.add_argument("--metrics-port", type=int, help="port of /metrics, /healthz and /readyz (0: any free port)")
+    p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("demo", help="local broker + simulator + worker, with a live view")
     _common(p)

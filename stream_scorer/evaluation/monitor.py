@@ -17,6 +17,7 @@ turns the detectors' states into alerts.
 from __future__ import annotations
 
 from datetime import datetime
+from fnmatch import fnmatchcase
 from typing import Any
 
 from stream_scorer.evaluation.alerts import AlertManager, rfc3339
@@ -57,7 +58,7 @@ class Monitor:
         self.join = LabelJoin(s.join_max_pending, s.join_max_age_s)
         self.metrics = LiveMetrics(s.windows, self.review, self.decline, s.quantiles, s.histogram_bins)
         self.alerts = alerts or AlertManager(s.cooldown_s, s.critical_factor)
-        self.prediction = self._distribution("score", "prediction")
+        self.prediction = self._distribution("score", "prediction", s.prediction_psi_threshold)
         self.data: dict[str, DistributionDrift] = {}
         self._watched: dict[str, bool] = {}
         self.performance = self._performance("log_loss")
@@ -83,13 +84,13 @@ class Monitor:
         self.labelled = 0
         self.event_ts = 0.0
 
-    def _distribution(self, subject: str, kind: Any) -> DistributionDrift:
+    def _distribution(self, subject: str, kind: Any, threshold: float | None = None) -> DistributionDrift:
         s = self.settings
         return DistributionDrift(
             subject,
             kind=kind,
             method="psi",
-            threshold=s.psi_threshold,
+            threshold=threshold if threshold is not None else s.psi_threshold,
             bins=s.distribution_bins,
             warmup=s.warmup,
             reference_size=s.reference_size,
@@ -116,9 +117,8 @@ class Monitor:
         watched = self._watched.get(name)
         if watched is None:
             wanted = self.settings.data_features
-            watched = name not in self.settings.ignored_features and (
-                wanted is None or name in wanted or name == "amount"
-            )
+            ignored = any(fnmatchcase(name, pattern) for pattern in self.settings.ignored_features)
+            watched = not ignored and (wanted is None or name in wanted or name == "amount")
             self._watched[name] = watched
             if watched:
                 self.data[name] = self._distribution(name, "data")
