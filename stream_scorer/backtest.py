@@ -18,7 +18,6 @@ from array import array
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +30,12 @@ from stream_scorer.decode import Decoder, Rejection
 from stream_scorer.exceptions import ConfigError
 from stream_scorer.model import checkpoint
 from stream_scorer.model.settings import ScorerSettings
-from stream_scorer.pipeline import FeatureEngineLike, Scorer, default_feature_engine, scorer_from_checkpoint
+from stream_scorer.pipeline import (
+    FeatureEngineLike,
+    Scorer,
+    default_feature_engine,
+    scorer_from_checkpoint,
+)
 
 
 def _ranked(y_true: ArrayLike, y_score: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
@@ -201,7 +205,7 @@ def replay(
                 continue
             result.lines += 1
             txn = decode(line, math.inf)
-            if type(txn) is Rejection:
+            if isinstance(txn, Rejection):
                 rejects[txn.kind] = rejects.get(txn.kind, 0) + 1
                 if rej is not None:
                     rej.write(dumps(_reject_record(lineno, txn, line), option=newline))
@@ -278,9 +282,13 @@ def _metrics(result: BacktestResult, cols: _Columns, scorer: Scorer) -> dict[str
         "challenger_average_precision": None,
         "label_delay_s": scorer.label_delay_s,
         "seconds": round(result.seconds, 3),
-        "throughput_events_per_s": round(len(cols.score) / result.seconds, 1) if result.seconds > 0 else None,
+        "throughput_events_per_s": round(len(cols.score) / result.seconds, 1)
+        if result.seconds > 0
+        else None,
         "cpu_seconds": round(result.cpu_seconds, 3),
-        "events_per_cpu_s": round(len(cols.score) / result.cpu_seconds, 1) if result.cpu_seconds > 0 else None,
+        "events_per_cpu_s": round(len(cols.score) / result.cpu_seconds, 1)
+        if result.cpu_seconds > 0
+        else None,
         "counters": result.counters,
     }
     if scorer.challenger is not None and c.size and not np.isnan(c).all():
@@ -299,7 +307,9 @@ def _num(v: float) -> float | None:
 PLOTS = ("roc.png", "pr.png", "score_hist.png", "rolling_ap.png")
 
 
-def write_report(directory: Path, result: BacktestResult, cols: _Columns, scorer: Scorer) -> list[Path]:
+def write_report(
+    directory: Path, result: BacktestResult, cols: _Columns, scorer: Scorer
+) -> list[Path]:
     """metrics.json, four PNG plots and an index.html that shows them, in ``directory``."""
     import matplotlib
 
@@ -341,8 +351,12 @@ def write_report(directory: Path, result: BacktestResult, cols: _Columns, scorer
     fig, ax = plt.subplots(figsize=(5.5, 5))
     for name, v in series:
         precision, recall = pr_curve(y, v)
-        ax.step(np.r_[0.0, recall], np.r_[precision[:1], precision], where="pre",
-                label=f"{name} (AP {_fmt(average_precision(y, v))})")
+        ax.step(
+            np.r_[0.0, recall],
+            np.r_[precision[:1], precision],
+            where="pre",
+            label=f"{name} (AP {_fmt(average_precision(y, v))})",
+        )
     if y.size:
         ax.axhline(y.mean(), color="grey", linestyle=":", linewidth=1, label="fraud rate")
     ax.set(xlabel="recall", ylabel="precision", title="Precision-recall", ylim=(0, 1.02))
@@ -350,11 +364,27 @@ def write_report(directory: Path, result: BacktestResult, cols: _Columns, scorer
     save(fig, "pr.png")
 
     fig, ax = plt.subplots(figsize=(6.5, 4))
-    bins = np.linspace(0, 1, 51)
-    ax.hist(s[~y], bins=bins, alpha=0.6, density=True, label=f"genuine ({int((~y).sum())})")
-    ax.hist(s[y], bins=bins, alpha=0.6, density=True, label=f"fraud ({int(y.sum())})")
-    ax.axvline(scorer.settings.review_threshold, color="orange", linestyle="--", linewidth=1, label="review")
-    ax.axvline(scorer.settings.decline_threshold, color="red", linestyle="--", linewidth=1, label="decline")
+    ax.hist(
+        s[~y],
+        bins=50,
+        range=(0.0, 1.0),
+        alpha=0.6,
+        density=True,
+        label=f"genuine ({int((~y).sum())})",
+    )
+    ax.hist(
+        s[y], bins=50, range=(0.0, 1.0), alpha=0.6, density=True, label=f"fraud ({int(y.sum())})"
+    )
+    ax.axvline(
+        scorer.settings.review_threshold,
+        color="orange",
+        linestyle="--",
+        linewidth=1,
+        label="review",
+    )
+    ax.axvline(
+        scorer.settings.decline_threshold, color="red", linestyle="--", linewidth=1, label="decline"
+    )
     ax.set(xlabel="champion score", ylabel="density", title="Scores by class", yscale="log")
     ax.legend(fontsize=8)
     save(fig, "score_hist.png")
@@ -362,8 +392,13 @@ def write_report(directory: Path, result: BacktestResult, cols: _Columns, scorer
     fig, ax = plt.subplots(figsize=(7, 4))
     for name, v in series:
         mid, aps = rolling_average_precision(t, y, v)
-        ax.plot([datetime.fromtimestamp(x, UTC) for x in mid], aps, marker=".", label=name)
-    ax.set(xlabel="event time", ylabel="average precision", title="Average precision over event time", ylim=(0, 1))
+        ax.plot((mid * 1000).astype("datetime64[ms]"), aps, marker=".", label=name)
+    ax.set(
+        xlabel="event time",
+        ylabel="average precision",
+        title="Average precision over event time",
+        ylim=(0, 1),
+    )
     ax.legend(fontsize=8)
     fig.autofmt_xdate()
     save(fig, "rolling_ap.png")
@@ -380,7 +415,8 @@ def write_report(directory: Path, result: BacktestResult, cols: _Columns, scorer
         "<style>body{font-family:sans-serif;margin:2em}td,th{padding:2px 8px;text-align:left}"
         "figure{display:inline-block;margin:0 1em 1em 0}</style></head><body>"
         f"<h1>Backtest</h1><table>{rows}</table>{imgs}"
-        "<p>Details, including the pending-store counts, are in <a href='metrics.json'>metrics.json</a>.</p>"
+        "<p>Details, including the pending-store counts, are in "
+        "<a href='metrics.json'>metrics.json</a>.</p>"
         "</body></html>",
         encoding="utf-8",
     )
@@ -441,12 +477,21 @@ def backtest(
     key = checkpoint_key(settings) if checkpoint_out is not None else None
     scorer = Scorer(scorer_settings(settings, label_delay_s), feature_engine_factory)
     result = replay(
-        input_path, scores_out, scorer, learn=True, rejects_path=rejects_path,
-        report_dir=report_dir, decoder=decoder_of(settings), progress=progress,
+        input_path,
+        scores_out,
+        scorer,
+        learn=True,
+        rejects_path=rejects_path,
+        report_dir=report_dir,
+        decoder=decoder_of(settings),
+        progress=progress,
     )
     if checkpoint_out is not None and key is not None:
         result.checkpoint_generation = checkpoint.save(
-            checkpoint_out, scorer.champion, scorer.challenger, key,
+            checkpoint_out,
+            scorer.champion,
+            scorer.challenger,
+            key,
             meta={"source": "backtest", "input": os.fspath(input_path), "scored": result.scored},
         )
     return result
@@ -468,6 +513,12 @@ def score_file(
     ckpt = checkpoint.load(checkpoint_path, checkpoint_key(settings))
     scorer = scorer_from_checkpoint(ckpt, scorer_settings(settings), feature_engine_factory)
     return replay(
-        input_path, scores_out, scorer, learn=False, rejects_path=rejects_path,
-        report_dir=report_dir, decoder=decoder_of(settings), progress=progress,
+        input_path,
+        scores_out,
+        scorer,
+        learn=False,
+        rejects_path=rejects_path,
+        report_dir=report_dir,
+        decoder=decoder_of(settings),
+        progress=progress,
     )

@@ -42,21 +42,6 @@ class FeatureEngineLike(Protocol):
     def update(self, txn: Transaction) -> dict[str, float]: ...
 
 
-class Model(Protocol):
-    """What the scorer needs of a champion or challenger."""
-
-    generation: int
-
-    @property
-    def version(self) -> str: ...
-
-    def score(self, x: dict[str, float]) -> tuple[float, list[tuple[str, float]]]: ...
-
-    def learn(self, x: dict[str, float], y: bool, weight: float = 1.0) -> None: ...
-
-    def state(self) -> dict[str, Any]: ...
-
-
 def default_feature_engine() -> FeatureEngineLike:
     """The full feature engine when it is installed, else the first per-card features."""
     try:
@@ -69,7 +54,7 @@ def default_feature_engine() -> FeatureEngineLike:
     return engine
 
 
-def make_challenger(settings: ChallengerSettings, n_reasons: int = 3) -> Model | None:
+def make_challenger(settings: ChallengerSettings) -> OnlineLogit | OnlineTree | None:
     """The challenger the settings describe, or ``None`` for ``kind="none"``."""
     if settings.kind == "logreg":
         return OnlineLogit(settings.logreg, n_reasons=0)  # only the champion gives reasons
@@ -85,7 +70,7 @@ class PartitionState:
     engine: FeatureEngineLike
     pending: PendingStore
     due: list[tuple[float, int, str, bool]] = field(default_factory=list)
-    """Heap of inline labels waiting for their time: (due event time, seq, transaction id, label)."""
+    """Heap of inline labels waiting for their time: (due time, seq, transaction id, label)."""
     watermark: float = float("-inf")
     """The latest event time seen in this partition."""
     last_sweep: float = float("-inf")
@@ -120,14 +105,16 @@ class Scorer:
         settings: ScorerSettings | None = None,
         feature_engine_factory: Callable[[], FeatureEngineLike] = default_feature_engine,
         champion: OnlineLogit | None = None,
-        challenger: Model | None = None,
+        challenger: OnlineLogit | OnlineTree | None = None,
         with_challenger: bool = True,
     ) -> None:
         self.settings = s = settings or ScorerSettings()
         self.feature_engine_factory = feature_engine_factory
-        self.champion = champion if champion is not None else OnlineLogit(s.model, n_reasons=s.n_reasons)
+        self.champion = (
+            champion if champion is not None else OnlineLogit(s.model, n_reasons=s.n_reasons)
+        )
         if challenger is None and with_challenger:
-            challenger = make_challenger(s.challenger, n_reasons=s.n_reasons)
+            challenger = make_challenger(s.challenger)
         self.challenger = challenger
         self.partitions: dict[int, PartitionState] = {}
         self.stats = ScorerStats()
@@ -208,11 +195,15 @@ class Scorer:
                 st.pending.put(txn.transaction_id, x, txn.merchant_id, ts)
                 if label is not None:
                     st.seq += 1
-                    heapq.heappush(st.due, (ts + self.label_delay_s, st.seq, txn.transaction_id, label))
+                    heapq.heappush(
+                        st.due, (ts + self.label_delay_s, st.seq, txn.transaction_id, label)
+                    )
         record["latency_ms"] = (time.perf_counter() - t0) * 1000.0
         return record
 
-    def apply_label(self, transaction_id: str, is_fraud: bool, label_ts: float, partition: int = 0) -> bool:
+    def apply_label(
+        self, transaction_id: str, is_fraud: bool, label_ts: float, partition: int = 0
+    ) -> bool:
         """Learn a label from the features its transaction was scored on.
 
         Returns ``False`` (and counts it in the pending store) when the transaction is not pending
@@ -250,7 +241,13 @@ class Scorer:
                 evict(wm)
 
     def _learn(
-        self, st: PartitionState, x: dict[str, float], y: bool, merchant_id: str, event_ts: float, label_ts: float
+        self,
+        st: PartitionState,
+        x: dict[str, float],
+        y: bool,
+        merchant_id: str,
+        event_ts: float,
+        label_ts: float,
     ) -> None:
         self.champion.learn(x, y)
         if self.challenger is not None:

@@ -102,7 +102,7 @@ class OnlineLogit:
         return self.score(x)[0]
 
     def class_weight(self, y: bool) -> float:
-        """The weight a label ``y`` gets now (1 unless ``imbalance="weight"`` and ``y`` is fraud)."""
+        """The weight of a label ``y`` now: 1, unless ``imbalance="weight"`` and ``y`` is fraud."""
         if not (self._weighted and y):
             return 1.0
         prior = (self.n_positive + 1.0) / (self.n_learned + 2.0)

@@ -1,4 +1,4 @@
-"""The backtest and score-file: file replay through the shared Scorer, rejects, report, label delay."""
+"""Backtest and score-file: file replay through the shared Scorer, rejects, report, label delay."""
 
 from __future__ import annotations
 
@@ -63,7 +63,11 @@ def read_jsonl(path: Path) -> list[dict]:
 
 def test_backtest_counts_rejects_scores_and_report(sim, tmp_path):
     mixed, good = sim
-    scores, rejects, report = tmp_path / "scores.jsonl", tmp_path / "rejects.jsonl", tmp_path / "report"
+    scores, rejects, report = (
+        tmp_path / "scores.jsonl",
+        tmp_path / "rejects.jsonl",
+        tmp_path / "report",
+    )
     r = backtest(mixed, scores, settings(), report_dir=report, rejects_path=rejects, progress=False)
     assert (r.lines, r.scored, r.rejects) == (N + len(BAD), N, len(BAD))
     assert r.rejects_by_kind == {"not_json": 1, "not_object": 1, "schema": 1, "rule": 2}
@@ -80,7 +84,12 @@ def test_backtest_counts_rejects_scores_and_report(sim, tmp_path):
     assert all(x["challenger_score"] is not None and x["label"] is not None for x in records)
 
     assert {p.name for p in report.iterdir()} >= {
-        "metrics.json", "roc.png", "pr.png", "score_hist.png", "rolling_ap.png", "index.html"
+        "metrics.json",
+        "roc.png",
+        "pr.png",
+        "score_hist.png",
+        "rolling_ap.png",
+        "index.html",
     }
     m = json.loads((report / "metrics.json").read_text())
     assert (m["events"], m["scored"], m["rejects"], m["labelled"]) == (N + len(BAD), N, len(BAD), N)
@@ -88,7 +97,9 @@ def test_backtest_counts_rejects_scores_and_report(sim, tmp_path):
     assert m["average_precision"] > 3 * m["fraud_rate"]
     assert m["throughput_events_per_s"] > 0 and 0 <= m["precision_at_review"] <= 1
     html = (report / "index.html").read_text()
-    assert all(f'src="{p}"' in html for p in ("roc.png", "pr.png", "score_hist.png", "rolling_ap.png"))
+    assert all(
+        f'src="{p}"' in html for p in ("roc.png", "pr.png", "score_hist.png", "rolling_ap.png")
+    )
     for p in ("roc.png", "pr.png"):
         assert (report / p).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -110,7 +121,13 @@ def test_label_delay_holds_labels_until_their_time(sim, tmp_path):
     # ... and learning starts after it.
     assert any(x["score"] != 0.5 for x, t in zip(records, ts, strict=True) if t >= first_due)
 
-    never = backtest(mixed, tmp_path / "n.jsonl", settings(), label_delay_s=parse_duration("1000d"), progress=False)
+    never = backtest(
+        mixed,
+        tmp_path / "n.jsonl",
+        settings(),
+        label_delay_s=parse_duration("1000d"),
+        progress=False,
+    )
     assert never.counters["learned"] == 0
     assert {x["score"] for x in read_jsonl(tmp_path / "n.jsonl")} == {0.5}
 
@@ -124,8 +141,15 @@ def test_score_file_uses_the_checkpoint_and_learns_nothing(sim, tmp_path):
     ckpt = tmp_path / "m.ckpt"
     r = backtest(mixed, tmp_path / "s.jsonl", settings(), checkpoint_out=ckpt, progress=False)
     assert r.checkpoint_generation == 1
-    a = score_file(mixed, ckpt, tmp_path / "a.jsonl", settings(), rejects_path=tmp_path / "rej.jsonl", progress=False)
-    b = score_file(mixed, ckpt, tmp_path / "b.jsonl", settings(), progress=False)
+    a = score_file(
+        mixed,
+        ckpt,
+        tmp_path / "a.jsonl",
+        settings(),
+        rejects_path=tmp_path / "rej.jsonl",
+        progress=False,
+    )
+    score_file(mixed, ckpt, tmp_path / "b.jsonl", settings(), progress=False)
     assert a.scored == N and a.rejects == len(BAD) and a.counters["learned"] == 0
     ra, rb = read_jsonl(tmp_path / "a.jsonl"), read_jsonl(tmp_path / "b.jsonl")
     assert [x["score"] for x in ra] == [x["score"] for x in rb]
@@ -137,9 +161,17 @@ def test_score_file_uses_the_checkpoint_and_learns_nothing(sim, tmp_path):
 def test_checkpoints_need_a_key_and_the_right_one(sim, tmp_path):
     mixed, _ = sim
     with pytest.raises(ConfigError, match="STREAM_SCORER_CHECKPOINT__KEY"):
-        backtest(mixed, tmp_path / "s.jsonl", Settings(), checkpoint_out=tmp_path / "m.ckpt", progress=False)
+        backtest(
+            mixed,
+            tmp_path / "s.jsonl",
+            Settings(),
+            checkpoint_out=tmp_path / "m.ckpt",
+            progress=False,
+        )
     assert not (tmp_path / "s.jsonl").exists()  # refused before the replay
-    backtest(mixed, tmp_path / "s.jsonl", settings(), checkpoint_out=tmp_path / "m.ckpt", progress=False)
+    backtest(
+        mixed, tmp_path / "s.jsonl", settings(), checkpoint_out=tmp_path / "m.ckpt", progress=False
+    )
     other = Settings(checkpoint={"key": "another-key-of-ours-0000"})
     with pytest.raises(CheckpointError, match="another key"):
         score_file(mixed, tmp_path / "m.ckpt", tmp_path / "o.jsonl", other, progress=False)
@@ -149,21 +181,56 @@ def test_the_cli(sim, tmp_path, monkeypatch, capsys):
     mixed, _ = sim
     monkeypatch.setenv("STREAM_SCORER_CHECKPOINT__KEY", KEY)
     monkeypatch.setenv("STREAM_SCORER_LOG_FORMAT", "text")
-    rc = cli.main([
-        "backtest", str(mixed), "--scores-out", str(tmp_path / "s.jsonl"), "--label-delay", "12h",
-        "--rejects", str(tmp_path / "r.jsonl"), "--report", str(tmp_path / "rep"),
-        "--checkpoint-out", str(tmp_path / "m.ckpt"),
-    ])
+    rc = cli.main(
+        [
+            "backtest",
+            str(mixed),
+            "--scores-out",
+            str(tmp_path / "s.jsonl"),
+            "--label-delay",
+            "12h",
+            "--rejects",
+            str(tmp_path / "r.jsonl"),
+            "--report",
+            str(tmp_path / "rep"),
+            "--checkpoint-out",
+            str(tmp_path / "m.ckpt"),
+        ]
+    )
     assert rc == 0
     out = capsys.readouterr().out
     assert f"scored {N} of {N + len(BAD)} events ({len(BAD)} rejected)" in out
     assert "checkpoint generation 1" in out
     assert json.loads((tmp_path / "rep" / "metrics.json").read_text())["label_delay_s"] == 43_200.0
-    assert cli.main(["score-file", str(mixed), "--checkpoint", str(tmp_path / "m.ckpt"), "--out", str(tmp_path / "o.jsonl")]) == 0
+    assert (
+        cli.main(
+            [
+                "score-file",
+                str(mixed),
+                "--checkpoint",
+                str(tmp_path / "m.ckpt"),
+                "--out",
+                str(tmp_path / "o.jsonl"),
+            ]
+        )
+        == 0
+    )
     data = bytearray((tmp_path / "m.ckpt").read_bytes())
     data[len(data) // 2] ^= 0x20
     (tmp_path / "bad.ckpt").write_bytes(bytes(data))
-    assert cli.main(["score-file", str(mixed), "--checkpoint", str(tmp_path / "bad.ckpt"), "--out", str(tmp_path / "x.jsonl")]) == 2
+    assert (
+        cli.main(
+            [
+                "score-file",
+                str(mixed),
+                "--checkpoint",
+                str(tmp_path / "bad.ckpt"),
+                "--out",
+                str(tmp_path / "x.jsonl"),
+            ]
+        )
+        == 2
+    )
     assert "integrity check failed" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         cli.main(["backtest", str(mixed), "--scores-out", "x", "--label-delay", "soon"])
@@ -174,9 +241,13 @@ def test_metrics_match_known_values():
     s = [0.1, 0.4, 0.35, 0.8, 0.8, 0.9]
     # Computed by hand: pairs (pos, neg) ranked right, ties half.
     assert roc_auc(y, s) == pytest.approx(6.5 / 9)
-    assert average_precision(y, s) == pytest.approx((1 / 3) * 1.0 + (1 / 3) * (2 / 3) + (1 / 3) * 0.6)
+    assert average_precision(y, s) == pytest.approx(
+        (1 / 3) * 1.0 + (1 / 3) * (2 / 3) + (1 / 3) * 0.6
+    )
     assert roc_auc([1, 1], [0.2, 0.3]) != roc_auc([1, 1], [0.2, 0.3])  # NaN: one class
-    mid, aps = rolling_average_precision([0, 1, 2, 3], [1, 0, 1, 0], [0.9, 0.1, 0.8, 0.2], n_windows=2)
+    mid, aps = rolling_average_precision(
+        [0, 1, 2, 3], [1, 0, 1, 0], [0.9, 0.1, 0.8, 0.2], n_windows=2
+    )
     assert list(aps) == [1.0, 1.0] and len(mid) == 2
     with pytest.raises(ValueError):
         parse_duration("3 days")

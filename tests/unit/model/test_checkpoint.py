@@ -1,4 +1,4 @@
-"""Checkpoints: identical scores after a round trip; altered, foreign and truncated files refused."""
+"""Checkpoints: identical scores after a round trip; altered, foreign, truncated files refused."""
 
 from __future__ import annotations
 
@@ -27,8 +27,11 @@ def trained(stream, challenger):
 
 @pytest.mark.parametrize(
     "make_challenger",
-    [lambda: None, lambda: OnlineLogit(ModelSettings(name="fast", learning_rate=0.05)),
-     lambda: OnlineTree(TreeSettings(grace_period=50))],
+    [
+        lambda: None,
+        lambda: OnlineLogit(ModelSettings(name="fast", learning_rate=0.05)),
+        lambda: OnlineTree(TreeSettings(grace_period=50)),
+    ],
     ids=["no-challenger", "logreg", "tree"],
 )
 def test_round_trip_gives_identical_scores(tmp_path, stream, make_challenger):

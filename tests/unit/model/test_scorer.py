@@ -8,17 +8,29 @@ import orjson
 import pytest
 
 from stream_scorer.events import Score, Transaction
-from stream_scorer.model.settings import ChallengerSettings, PendingSettings, ScorerSettings, TreeSettings
+from stream_scorer.model.settings import (
+    ChallengerSettings,
+    PendingSettings,
+    ScorerSettings,
+    TreeSettings,
+)
 from stream_scorer.pipeline import Scorer
 from tests.unit.model.engines import ToyFeatures
 
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
 
 
-def txn(i: int, seconds: float, fraud: bool | None = None, amount: float = 20.0, card: str = "c1") -> Transaction:
+def txn(
+    i: int, seconds: float, fraud: bool | None = None, amount: float = 20.0, card: str = "c1"
+) -> Transaction:
     return Transaction(
-        transaction_id=f"t{i}", event_time=T0 + timedelta(seconds=seconds), card_id=card,
-        merchant_id=f"m{i % 3}", amount=amount, currency="EUR", is_fraud=fraud,
+        transaction_id=f"t{i}",
+        event_time=T0 + timedelta(seconds=seconds),
+        card_id=card,
+        merchant_id=f"m{i % 3}",
+        amount=amount,
+        currency="EUR",
+        is_fraud=fraud,
     )
 
 
@@ -48,7 +60,9 @@ def test_challenger_scores_in_shadow_and_learns_the_same_labels(transactions):
     # Only the champion decides the band.
     review, decline = s.settings.review_threshold, s.settings.decline_threshold
     for r in records:
-        expected = "decline" if r["score"] >= decline else "review" if r["score"] >= review else "approve"
+        expected = (
+            "decline" if r["score"] >= decline else "review" if r["score"] >= review else "approve"
+        )
         assert r["band"] == expected
 
 
