@@ -29,12 +29,12 @@ from stream_scorer.config import Settings, load_settings
 from stream_scorer.decode import Decoder, Rejection
 from stream_scorer.exceptions import ConfigError
 from stream_scorer.model import checkpoint
-from stream_scorer.model.settings import ScorerSettings
 from stream_scorer.pipeline import (
     FeatureEngineLike,
     Scorer,
     default_feature_engine,
     scorer_from_checkpoint,
+    scorer_settings,
 )
 
 
@@ -429,18 +429,6 @@ def _fmt(v: float) -> str:
 
 
 # -- entry points (the CLI's backtest and score-file) -------------------------------------------
-
-
-def scorer_settings(settings: Settings, label_delay_s: float = 0.0) -> ScorerSettings:
-    """The scorer's part of the process settings."""
-    return ScorerSettings(
-        review_threshold=settings.review_threshold,
-        decline_threshold=settings.decline_threshold,
-        model=settings.model,
-        challenger=settings.challenger,
-        pending=settings.pending,
-        label_delay_s=label_delay_s,
-    )
 
 
 def decoder_of(settings: Settings) -> Decoder:

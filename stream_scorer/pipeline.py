@@ -24,7 +24,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+import orjson
+
+from stream_scorer.config import Settings
 from stream_scorer.events import SCHEMA_VERSION, Transaction
+from stream_scorer.exceptions import CheckpointError
 from stream_scorer.model.logistic import OnlineLogit, band_of
 from stream_scorer.model.pending import PendingStore
 from stream_scorer.model.settings import ChallengerSettings, ScorerSettings
@@ -40,6 +44,18 @@ class FeatureEngineLike(Protocol):
     names: Any
 
     def update(self, txn: Transaction) -> dict[str, float]: ...
+
+
+def scorer_settings(settings: Settings, label_delay_s: float = 0.0) -> ScorerSettings:
+    """The scorer's part of the process settings."""
+    return ScorerSettings(
+        review_threshold=settings.review_threshold,
+        decline_threshold=settings.decline_threshold,
+        model=settings.model,
+        challenger=settings.challenger,
+        pending=settings.pending,
+        label_delay_s=label_delay_s,
+    )
 
 
 def default_feature_engine() -> FeatureEngineLike:
@@ -138,6 +154,47 @@ class Scorer:
     def drop_partition(self, p: int) -> None:
         """Forget partition ``p`` (revoked: its new owner rebuilds or restores its state)."""
         self.partitions.pop(p, None)
+
+    def snapshot_partition(self, p: int) -> bytes:
+        """The scorer's own state of partition ``p`` as orjson bytes: the pending store, the
+        delayed inline labels and the watermark. The feature engine's state is not included: it
+        has its own snapshot and changelog (``engine.snapshot()``)."""
+        st = self.partition(p)
+        return orjson.dumps(
+            {
+                "format": 1,
+                "pending": st.pending.snapshot().decode(),
+                "due": st.due,
+                "watermark": st.watermark if st.watermark != float("-inf") else None,
+                "seq": st.seq,
+            }
+        )
+
+    def restore_partition(
+        self, p: int, data: bytes, engine: FeatureEngineLike | None = None
+    ) -> PartitionState:
+        """Install partition ``p`` from :meth:`snapshot_partition` bytes (and a restored engine,
+        else a new one); raises :class:`CheckpointError` on bad bytes."""
+        try:
+            obj = orjson.loads(data)
+            if obj.get("format") != 1:
+                raise ValueError(f"unknown format {obj.get('format')!r}")
+            due = [(float(t), int(n), str(tid), bool(y)) for t, n, tid, y in obj["due"]]
+            wm = obj["watermark"]
+            seq = int(obj["seq"])
+        except (orjson.JSONDecodeError, ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise CheckpointError(f"cannot restore partition {p}: {exc}") from exc
+        pending = PendingStore.restore(obj["pending"].encode())
+        heapq.heapify(due)
+        st = PartitionState(
+            engine=engine if engine is not None else self.feature_engine_factory(),
+            pending=pending,
+            due=due,
+            watermark=float(wm) if wm is not None else float("-inf"),
+            seq=seq,
+        )
+        self.partitions[p] = st
+        return st
 
     def counters(self) -> dict[str, int]:
         """Scorer counts plus the pending stores' counts summed over partitions."""
