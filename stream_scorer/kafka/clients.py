@@ -50,6 +50,9 @@ def producer_config(settings: Settings, **extra: Any) -> dict[str, Any]:
         "enable.idempotence": True,
         "linger.ms": 5,
         "compression.type": "lz4",
+        # Java's partitioner (murmur2 of the key): a card's transactions and labels land on the
+        # same partition number, whichever client (Python, Java, Kafka Streams) produced them.
+        "partitioner": "murmur2_random",
         "error_cb": _error_cb,
         "logger": librdkafka_logger,
     }
