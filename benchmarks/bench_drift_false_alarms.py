@@ -44,8 +44,10 @@ def simulator_scores(n: int, seed: int, drift_at: int | None = None) -> Iterator
         yield scorer.score(validate(event))
 
 
-def run(scores: Iterable[dict[str, Any]], settings: EvaluationSettings, poll_every: int) -> tuple[list[tuple[int, dict[str, Any]]], Monitor, int]:
-    """Feed ``scores`` to a Monitor; return (index, alert) of every alert, the monitor, the count."""
+def run(
+    scores: Iterable[dict[str, Any]], settings: EvaluationSettings, poll_every: int
+) -> tuple[list[tuple[int, dict[str, Any]]], Monitor, int]:
+    """Feed ``scores`` to a Monitor; return every (index, alert), the monitor and the count."""
     m = Monitor(settings, REVIEW, DECLINE)
     alerts: list[tuple[int, dict[str, Any]]] = []
     i = -1
@@ -61,23 +63,33 @@ def _key(a: dict[str, Any]) -> str:
     return f"{a['detector']}:{a['subject']}"
 
 
-def false_alarms(source: str, count: int, seeds: list[int], settings: EvaluationSettings, poll_every: int) -> None:
+def false_alarms(
+    source: str, count: int, seeds: list[int], settings: EvaluationSettings, poll_every: int
+) -> None:
     total_events = total_alarms = 0
     by_key: Counter[str] = Counter()
     t0 = time.perf_counter()
     for seed in seeds:
-        stream = synthetic_scores(count, seed=seed) if source == "synthetic" else simulator_scores(count, seed)
+        stream = (
+            synthetic_scores(count, seed=seed)
+            if source == "synthetic"
+            else simulator_scores(count, seed)
+        )
         alerts, m, n = run(stream, settings, poll_every)
         firing = [(i, a) for i, a in alerts if a["status"] == "firing"]
         total_events += n
         total_alarms += len(firing)
         by_key.update(_key(a) for _, a in firing)
         n_det = len(m.checks())
-        print(f"  {source:9s} seed {seed}: {n} scores, {n_det} detectors, {len(firing)} firing alerts"
-              + (f" {[(i, _key(a), round(a['statistic'], 4)) for i, a in firing]}" if firing else ""))
+        print(
+            f"  {source:9s} seed {seed}: {n} scores, {n_det} detectors, {len(firing)} firing alerts"
+            + (f" {[(i, _key(a), round(a['statistic'], 4)) for i, a in firing]}" if firing else "")
+        )
     rate = total_alarms / total_events * 100_000
-    print(f"  {source}: {total_alarms} false alarms in {total_events} stationary scores"
-          f" = {rate:.2f} per 100k scores ({time.perf_counter() - t0:.0f}s) {dict(by_key)}")
+    print(
+        f"  {source}: {total_alarms} false alarms in {total_events} stationary scores"
+        f" = {rate:.2f} per 100k scores ({time.perf_counter() - t0:.0f}s) {dict(by_key)}"
+    )
 
 
 SCENARIOS: dict[str, tuple[dict[str, Any], list[str]]] = {
@@ -86,12 +98,20 @@ SCENARIOS: dict[str, tuple[dict[str, Any], list[str]]] = {
         dict(new_fraud=(None, None)),
         ["adwin:log_loss", "binomial_z:fraud_rate"],
     ),
-    "unlearned fraud +1% (performance)": (dict(new_fraud=(None, None), new_fraud_rate=0.01), ["adwin:log_loss"]),
-    "challenger +0.3 (disagreement)": (dict(challenger_offset=(None, None)), ["mean_abs_diff:champion_vs_challenger"]),
+    "unlearned fraud +1% (performance)": (
+        dict(new_fraud=(None, None), new_fraud_rate=0.01),
+        ["adwin:log_loss"],
+    ),
+    "challenger +0.3 (disagreement)": (
+        dict(challenger_offset=(None, None)),
+        ["mean_abs_diff:champion_vs_challenger"],
+    ),
 }
 
 
-def delays(count: int, seeds: list[int], settings: EvaluationSettings, poll_every: int, simulator: bool) -> None:
+def delays(
+    count: int, seeds: list[int], settings: EvaluationSettings, poll_every: int, simulator: bool
+) -> None:
     at = count // 2
     for name, (kw, expected) in SCENARIOS.items():
         found: dict[str, list[int | None]] = {k: [] for k in expected}
@@ -108,19 +128,28 @@ def delays(count: int, seeds: list[int], settings: EvaluationSettings, poll_ever
             for k in expected:
                 found[k].append(first[k] - at if k in first else None)
             others.update(k for k in first if k not in expected and first[k] >= at)
-        print(f"  synthetic, {name}, drift at {at}: " + ", ".join(f"{k} after {v}" for k, v in found.items())
-              + (f"; also {dict(others)}" if others else ""))
+        print(
+            f"  synthetic, {name}, drift at {at}: "
+            + ", ".join(f"{k} after {v}" for k, v in found.items())
+            + (f"; also {dict(others)}" if others else "")
+        )
     if simulator:
         for seed in seeds:
             alerts, _, _ = run(simulator_scores(count, seed, drift_at=at), settings, poll_every)
-            firing = [(i - at, _key(a), round(a["statistic"], 4)) for i, a in alerts if a["status"] == "firing"]
+            firing = [
+                (i - at, _key(a), round(a["statistic"], 4))
+                for i, a in alerts
+                if a["status"] == "firing"
+            ]
             early = [f for f in firing if f[0] < 0]
             first: dict[str, int] = {}
             for d, k, _ in firing:
                 if d >= 0:
                     first.setdefault(k, d)
-            print(f"  simulator seed {seed}, drift_at {at} (amounts x1.8, card-testing fraud):"
-                  f" first firing after {first}" + (f"; before the drift: {early}" if early else ""))
+            print(
+                f"  simulator seed {seed}, drift_at {at} (amounts x1.8, card-testing fraud):"
+                f" first firing after {first}" + (f"; before the drift: {early}" if early else "")
+            )
 
 
 def kswin_contrast(count: int, seeds: list[int]) -> None:
@@ -132,15 +161,30 @@ def kswin_contrast(count: int, seeds: list[int]) -> None:
         for s in synthetic_scores(count, seed=seed):
             d.update(s["amount"])
             hits += d.drift_detected
-        print(f"  River KSWIN (alpha=0.005, window 100) on stationary amounts, seed {seed}: {hits} detections in {count}")
+        print(
+            f"  River KSWIN (alpha=0.005, window 100) on stationary amounts, seed {seed}:"
+            f" {hits} detections in {count}"
+        )
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--count", type=int, default=100_000)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    ap.add_argument("--poll-every", type=int, default=100, help="scores per batch (alerts are polled once per batch)")
-    ap.add_argument("--sources", nargs="+", default=["synthetic", "simulator"], choices=["synthetic", "simulator"])
+    ap.add_argument(
+        "--poll-every",
+        type=int,
+        default=100,
+        help="scores per batch (alerts are polled once per batch)",
+    )
+    ap.add_argument(
+        "--sources",
+        nargs="+",
+        default=["synthetic", "simulator"],
+        choices=["synthetic", "simulator"],
+    )
     ap.add_argument("--skip-delays", action="store_true")
     ap.add_argument("--skip-kswin", action="store_true")
     args = ap.parse_args()

@@ -3,7 +3,8 @@
 It runs in its own consumer group (``<group_id>-evaluator``), reads the scores and labels topics
 (read_committed), and drives a :class:`~stream_scorer.evaluation.monitor.Monitor`. Alerts go to the
 drift-alerts topic keyed ``detector:subject``; a metrics snapshot goes to the metrics topic every
-``publish_interval_s`` seconds; Prometheus scrapes ``/metrics`` (and probes ``/healthz``, ``/readyz``).
+``publish_interval_s`` seconds; Prometheus scrapes ``/metrics``; ``/healthz`` and ``/readyz`` answer
+probes.
 
 Per batch (the steps, in the order correctness needs):
 
@@ -11,7 +12,7 @@ Per batch (the steps, in the order correctness needs):
 2. per record: decode and fold it into the monitor (malformed records are counted and skipped);
 3. ``poll()`` the monitor and produce the alerts whose state changed;
 4. if the publish interval has passed, produce a metrics snapshot and refresh the Prometheus gauges;
-5. ``flush()`` the producer: if any record failed, stop without committing (the batch is read again);
+5. ``flush()`` the producer: if a record failed, stop without committing (the batch is read again);
 6. commit the next offset of every partition the batch touched, synchronously.
 
 The monitor's state (join buffer, reference windows) lives in memory: after a restart the
@@ -70,25 +71,56 @@ class EvaluatorMetrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = r = registry or CollectorRegistry()
         p = "stream_scorer_evaluator_"
-        self.records = Counter(p + "records", "Records read, by kind (score, label, malformed).", ["kind"], registry=r)
-        self.alerts = Counter(p + "alerts", "Drift alerts published.", ["kind", "status"], registry=r)
-        self.batch_seconds = Histogram(p + "batch_seconds", "Time to process one batch.", registry=r)
+        self.records = Counter(
+            p + "records", "Records read, by kind (score, label, malformed).", ["kind"], registry=r
+        )
+        self.alerts = Counter(
+            p + "alerts", "Drift alerts published.", ["kind", "status"], registry=r
+        )
+        self.batch_seconds = Histogram(
+            p + "batch_seconds", "Time to process one batch.", registry=r
+        )
         self.join = Gauge(p + "join", "Join counts and pending entries.", ["count"], registry=r)
         labels = ["model", "window"]
         self.roc_auc = Gauge(p + "roc_auc", "ROC AUC of labelled scores.", labels, registry=r)
-        self.average_precision = Gauge(p + "average_precision", "Average precision.", labels, registry=r)
-        self.precision = Gauge(p + "precision", "Precision at the review threshold.", labels, registry=r)
+        self.average_precision = Gauge(
+            p + "average_precision", "Average precision.", labels, registry=r
+        )
+        self.precision = Gauge(
+            p + "precision", "Precision at the review threshold.", labels, registry=r
+        )
         self.recall = Gauge(p + "recall", "Recall at the review threshold.", labels, registry=r)
         self.log_loss = Gauge(p + "log_loss", "Mean log loss.", labels, registry=r)
-        self.label_rate = Gauge(p + "label_rate", "Share of labelled scores that are fraud.", labels, registry=r)
-        self.alert_rate = Gauge(p + "alert_rate", "Share of scores at or above review.", labels, registry=r)
-        self.decline_rate = Gauge(p + "decline_rate", "Share of scores at or above decline.", labels, registry=r)
-        self.score_quantile = Gauge(p + "score_quantile", "Score quantiles, recent window.", ["model", "quantile"], registry=r)
+        self.label_rate = Gauge(
+            p + "label_rate", "Share of labelled scores that are fraud.", labels, registry=r
+        )
+        self.alert_rate = Gauge(
+            p + "alert_rate", "Share of scores at or above review.", labels, registry=r
+        )
+        self.decline_rate = Gauge(
+            p + "decline_rate", "Share of scores at or above decline.", labels, registry=r
+        )
+        self.score_quantile = Gauge(
+            p + "score_quantile",
+            "Score quantiles, recent window.",
+            ["model", "quantile"],
+            registry=r,
+        )
         det = ["kind", "detector", "subject"]
-        self.drift_statistic = Gauge(p + "drift_statistic", "A drift detector's statistic.", det, registry=r)
-        self.drift_threshold = Gauge(p + "drift_threshold", "A drift detector's threshold.", det, registry=r)
-        self.drift_active = Gauge(p + "drift_active", "1 while a drift condition holds.", det, registry=r)
-        self.last_publish = Gauge(p + "last_publish_timestamp_seconds", "Wall-clock time of the last snapshot.", registry=r)
+        self.drift_statistic = Gauge(
+            p + "drift_statistic", "A drift detector's statistic.", det, registry=r
+        )
+        self.drift_threshold = Gauge(
+            p + "drift_threshold", "A drift detector's threshold.", det, registry=r
+        )
+        self.drift_active = Gauge(
+            p + "drift_active", "1 while a drift condition holds.", det, registry=r
+        )
+        self.last_publish = Gauge(
+            p + "last_publish_timestamp_seconds",
+            "Wall-clock time of the last snapshot.",
+            registry=r,
+        )
 
     def observe(self, snapshot: dict[str, Any]) -> None:
         """Refresh the gauges from a :meth:`Monitor.get` snapshot."""
@@ -110,7 +142,9 @@ class EvaluatorMetrics:
                     gauge.labels(model, window).set(_NAN if v is None else v)
             scores = m["scores"]
             for window, rates in (("cumulative", scores), ("recent", scores["window"])):
-                self.alert_rate.labels(model, window).set(_NAN if rates["alert_rate"] is None else rates["alert_rate"])
+                self.alert_rate.labels(model, window).set(
+                    _NAN if rates["alert_rate"] is None else rates["alert_rate"]
+                )
                 self.decline_rate.labels(model, window).set(
                     _NAN if rates["decline_rate"] is None else rates["decline_rate"]
                 )
@@ -118,10 +152,10 @@ class EvaluatorMetrics:
                 self.score_quantile.labels(model, q).set(v)
         for d in snapshot["detectors"]:
             detector, subject = d["key"].split(":", 1)
-            key = (d["kind"], detector, subject)
-            self.drift_statistic.labels(*key).set(d["statistic"])
-            self.drift_threshold.labels(*key).set(d["threshold"])
-            self.drift_active.labels(*key).set(1.0 if d["active"] else 0.0)
+            names = (d["kind"], detector, subject)
+            self.drift_statistic.labels(*names).set(d["statistic"])
+            self.drift_threshold.labels(*names).set(d["threshold"])
+            self.drift_active.labels(*names).set(1.0 if d["active"] else 0.0)
         self.last_publish.set(time.time())
 
 
@@ -131,7 +165,9 @@ class Evaluator:
     def __init__(self, settings: Settings, monitor: Monitor | None = None) -> None:
         self.settings = settings
         self.group_id = f"{settings.group_id}-evaluator"
-        self.monitor = monitor or Monitor(settings.evaluation, settings.review_threshold, settings.decline_threshold)
+        self.monitor = monitor or Monitor(
+            settings.evaluation, settings.review_threshold, settings.decline_threshold
+        )
         self.stats = EvaluatorStats()
         self.metrics = EvaluatorMetrics()
         self.server: MetricsServer | None = None
@@ -161,7 +197,9 @@ class Evaluator:
     def _open(self) -> None:
         s, ev = self.settings, self.settings.evaluation
         if s.create_topics:
-            ensure_topics(s, [s.topics.scores, s.topics.labels, s.topics.drift_alerts, ev.metrics_topic])
+            ensure_topics(
+                s, [s.topics.scores, s.topics.labels, s.topics.drift_alerts, ev.metrics_topic]
+            )
         if ev.metrics_port is not None and self.server is None:
             self.server = start_metrics_server(
                 ev.metrics_port, ev.metrics_host, self.metrics.registry, self.healthy, self.ready
@@ -190,7 +228,12 @@ class Evaluator:
         assert self._consumer is not None
         consumer = self._consumer
         s = self.settings
-        logger.info("evaluator started: group=%s topics=%s,%s", self.group_id, s.topics.scores, s.topics.labels)
+        logger.info(
+            "evaluator started: group=%s topics=%s,%s",
+            self.group_id,
+            s.topics.scores,
+            s.topics.labels,
+        )
         try:
             while not self._stop.is_set():
                 msgs = consumer.consume(s.batch_size, s.poll_timeout_s)
@@ -273,10 +316,20 @@ class Evaluator:
             logger.warning("skipped %d malformed records in a batch of %d", bad, len(msgs))
 
         for alert in monitor.poll():
-            self._produce(s.topics.drift_alerts, f"{alert['detector']}:{alert['subject']}".encode(), orjson.dumps(alert))
+            self._produce(
+                s.topics.drift_alerts,
+                f"{alert['detector']}:{alert['subject']}".encode(),
+                orjson.dumps(alert),
+            )
             self.metrics.alerts.labels(alert["kind"], alert["status"]).inc()
             st.alerts += 1
-            logger.info("drift alert %s %s:%s statistic=%.4g", alert["status"], alert["detector"], alert["subject"], alert["statistic"])
+            logger.info(
+                "drift alert %s %s:%s statistic=%.4g",
+                alert["status"],
+                alert["detector"],
+                alert["subject"],
+                alert["statistic"],
+            )
         if time.monotonic() - self._last_publish >= s.evaluation.publish_interval_s:
             self.publish_metrics()
         self._flush_or_raise(failures_before)
@@ -285,7 +338,7 @@ class Evaluator:
         self.metrics.batch_seconds.observe(time.perf_counter() - t0)
 
     def publish_metrics(self) -> None:
-        """Produce a metrics snapshot (JSON) to the metrics topic and refresh the Prometheus gauges."""
+        """Produce a metrics snapshot (JSON) to the metrics topic; refresh the Prometheus gauges."""
         assert self._producer is not None
         snapshot = self.monitor.get()
         self.metrics.observe(snapshot)
@@ -296,7 +349,9 @@ class Evaluator:
             **snapshot,
             "stats": self.stats.as_dict(),
         }
-        self._produce(self.settings.evaluation.metrics_topic, self.group_id.encode(), orjson.dumps(record))
+        self._produce(
+            self.settings.evaluation.metrics_topic, self.group_id.encode(), orjson.dumps(record)
+        )
         self.stats.metrics_records += 1
         self._last_publish = time.monotonic()
 
@@ -339,7 +394,8 @@ class Evaluator:
 def _looks_like_score(r: Any) -> bool:
     if type(r) is not dict:
         return False
-    p, c = r.get("score"), r.get("challenger_score")
+    p: Any = r.get("score")
+    c: Any = r.get("challenger_score")
     return (
         type(r.get("transaction_id")) is str
         and type(r.get("event_time")) is str

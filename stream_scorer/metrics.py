@@ -8,7 +8,7 @@ its own :class:`~prometheus_client.CollectorRegistry` and passes callbacks for t
 >>> from prometheus_client import CollectorRegistry, Counter
 >>> registry = CollectorRegistry()
 >>> scored = Counter("demo_scored", "Scores produced.", registry=registry)
->>> server = start_metrics_server(0, "127.0.0.1", registry, health=lambda: True, ready=lambda: False)
+>>> server = start_metrics_server(0, "127.0.0.1", registry, ready=lambda: False)
 >>> import urllib.request, urllib.error
 >>> b"demo_scored_total" in urllib.request.urlopen(f"http://127.0.0.1:{server.port}/metrics").read()
 True
@@ -52,9 +52,11 @@ class MetricsServer:
         self.thread.join(5)
 
 
-def _handler(registry: CollectorRegistry, health: Probe, ready: Probe) -> type[BaseHTTPRequestHandler]:
+def _handler(
+    registry: CollectorRegistry, health: Probe, ready: Probe
+) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+        def do_GET(self) -> None:
             path = self.path.split("?", 1)[0]
             if path == "/metrics":
                 self._send(200, generate_latest(registry), CONTENT_TYPE_LATEST)
@@ -62,10 +64,12 @@ def _handler(registry: CollectorRegistry, health: Probe, ready: Probe) -> type[B
                 probe = health if path == "/healthz" else ready
                 try:
                     ok = bool(probe())
-                except Exception:  # noqa: BLE001 (a failing probe means "not ok", never a crash)
+                except Exception:
                     logger.exception("probe %s failed", path)
                     ok = False
-                self._send(200 if ok else 503, b"ok\n" if ok else b"not ok\n", "text/plain; charset=utf-8")
+                self._send(
+                    200 if ok else 503, b"ok\n" if ok else b"not ok\n", "text/plain; charset=utf-8"
+                )
             else:
                 self._send(404, b"not found\n", "text/plain; charset=utf-8")
 
@@ -76,7 +80,7 @@ def _handler(registry: CollectorRegistry, health: Probe, ready: Probe) -> type[B
             self.end_headers()
             self.wfile.write(body)
 
-        def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+        def log_message(self, format: str, *args: object) -> None:
             # Scrapes every few seconds would flood the logs: stay quiet.
             return
 

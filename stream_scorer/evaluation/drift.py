@@ -201,7 +201,9 @@ class DistributionDrift:
             threshold=self.threshold,
             window=f"last {self.window} scores",
             reference=f"{self.reference_size} scores after the first {self.warmup}",
-            message=f"{self.subject} distribution {verb} ({name} {stat:.3f}, threshold {self.threshold:g})",
+            message=(
+                f"{self.subject} distribution {verb} ({name} {stat:.3f}, bound {self.threshold:g})"
+            ),
         )
 
 
@@ -243,9 +245,11 @@ class PerformanceDrift:
         self.check_every = check_every
         self.resolve_ratio = resolve_ratio
         self.change: river_drift.ADWIN | river_drift.PageHinkley = (
-            river_drift.ADWIN(delta=delta)
+            river_drift.ADWIN(delta=delta)  # type: ignore[no-untyped-call]
             if method == "adwin"
-            else river_drift.PageHinkley(min_instances=self.min_width, delta=0.005, threshold=ph_threshold, mode="up")
+            else river_drift.PageHinkley(
+                min_instances=self.min_width, delta=0.005, threshold=ph_threshold, mode="up"
+            )
         )
         self.n = 0
         self.reference: float | None = None
@@ -275,7 +279,7 @@ class PerformanceDrift:
         if len(recent) > self.window:
             self.recent_sum -= recent.popleft()
         change = self.change
-        change.update(loss)
+        change.update(loss)  # type: ignore[no-untyped-call]
         self.since_change += 1
         if change.drift_detected:
             self.detections += 1
@@ -326,7 +330,9 @@ class PerformanceDrift:
             active=self.active,
             statistic=self.level,
             threshold=self.threshold,
-            window="since the last change" if self.method == "adwin" else f"last {self.window} labels",
+            window="since the last change"
+            if self.method == "adwin"
+            else f"last {self.window} labels",
             reference=f"mean log loss {self.reference:.4f} over at least {self.min_labels} labels",
             message=f"{self.subject} {state} its bound ({self.level:.4f} vs {self.threshold:.4f})",
         )
@@ -389,7 +395,9 @@ class RateDrift:
         se = math.sqrt(p0 * (1.0 - p0) * (1.0 / n_w + 1.0 / self.ref_n))
         self.z = (p_w - p_r) / se
         stat = abs(self.z)
-        self.active = stat >= self.threshold * self.resolve_ratio if self.active else stat > self.threshold
+        self.active = (
+            stat >= self.threshold * self.resolve_ratio if self.active else stat > self.threshold
+        )
 
     def get(self) -> float | None:
         return self.z
@@ -407,7 +415,7 @@ class RateDrift:
             statistic=abs(self.z),
             threshold=self.threshold,
             window=f"last {self.window} labels",
-            reference=f"{self.reference_size} labels after the first {self.warmup} (rate {p_r:.4f})",
+            reference=f"{self.reference_size} labels after {self.warmup} (rate {p_r:.4f})",
             message=f"fraud rate {p_w:.4f} vs reference {p_r:.4f} (|z| {abs(self.z):.1f})",
         )
 
@@ -466,5 +474,5 @@ class DisagreementDrift:
             threshold=self.bound,
             window=f"last {self.window} scores",
             reference="bound on mean |champion - challenger|",
-            message=f"champion and challenger differ by {self.mean:.3f} on average (bound {self.bound:g})",
+            message=f"champion and challenger differ by {self.mean:.3f} (bound {self.bound:g})",
         )

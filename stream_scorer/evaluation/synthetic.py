@@ -7,7 +7,8 @@ so the metrics and detectors can be exercised at any scale without a model. Drif
   ``amount_factor`` (data drift of ``amount`` and ``log_amount``);
 - ``new_fraud``: from ``a`` to ``b``, an extra ``new_fraud_rate`` of transactions are fraud the
   model scores like genuine ones (a pattern it has not learned: performance and label-rate drift);
-- ``challenger_offset``: from ``a`` to ``b``, the challenger scores ``offset`` higher (disagreement).
+- ``challenger_offset``: from ``a`` to ``b``, the challenger scores ``offset`` higher
+  (disagreement).
 
 >>> s = list(synthetic_scores(3, seed=1))
 >>> sorted(s[0])[:4], s[0]["label"] in (True, False)
@@ -52,10 +53,7 @@ def synthetic_scores(
         t += rng.expovariate(events_per_second)
         fraud = rng.random() < fraud_rate
         unlearned = not fraud and _within(i, new_fraud) and rng.random() < new_fraud_rate
-        if fraud:
-            p = rng.betavariate(4.0, 2.0)
-        else:
-            p = rng.betavariate(1.0, 60.0)
+        p = rng.betavariate(4.0, 2.0) if fraud else rng.betavariate(1.0, 60.0)
         amount = math.exp(rng.gauss(3.3, 0.8)) * (3.0 if fraud else 1.0)
         if _within(i, amount_shift):
             amount *= amount_factor

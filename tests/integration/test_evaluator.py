@@ -24,13 +24,15 @@ from tests.kafka_helpers import produce, read_all
 
 pytestmark = [pytest.mark.integration]
 
-SCHEMA = json.loads((Path(__file__).resolve().parents[2] / "schemas" / "drift_alert.json").read_text())
+SCHEMA = json.loads(
+    (Path(__file__).resolve().parents[2] / "schemas" / "drift_alert.json").read_text()
+)
 N = 9_000
 DRIFT = (3_000, 5_000)
 LATE = 300
 """The last LATE scores carry no inline label: theirs come on the labels topic, before or after."""
 
-# Small windows so that a few thousand scores are enough; a cooldown of 0 so resolve-then-fire is visible.
+# Small windows so that a few thousand scores are enough; no cooldown.
 EVALUATION = {
     "warmup": 0,
     "reference_size": 2_000,
@@ -54,7 +56,7 @@ class EvaluatorThread:
     def _run(self) -> None:
         try:
             self.evaluator.run()
-        except BaseException as exc:  # noqa: BLE001 (surfaced by stop())
+        except BaseException as exc:
             self.error = exc
 
     def start(self) -> EvaluatorThread:
@@ -90,25 +92,51 @@ def test_drift_fires_then_resolves_and_metrics_flow(make_settings):
     metrics_topic = f"scorer-metrics-{uuid.uuid4().hex[:8]}"
     # One partition per topic: the evaluator then sees the scores in the order they were produced.
     settings = make_settings(
-        topics={"partitions": 1}, evaluation={**EVALUATION, "metrics_topic": metrics_topic}, batch_size=500
+        topics={"partitions": 1},
+        evaluation={**EVALUATION, "metrics_topic": metrics_topic},
+        batch_size=500,
     )
-    ensure_topics(settings, [settings.topics.scores, settings.topics.labels, settings.topics.drift_alerts, metrics_topic])
+    ensure_topics(
+        settings,
+        [
+            settings.topics.scores,
+            settings.topics.labels,
+            settings.topics.drift_alerts,
+            metrics_topic,
+        ],
+    )
     scores = list(
         synthetic_scores(N, seed=11, amount_shift=DRIFT, new_fraud=DRIFT, new_fraud_rate=0.05)
     )
     labels = []
     for s in scores[-LATE:]:
-        labels.append({"transaction_id": s["transaction_id"], "card_id": s["card_id"], "is_fraud": s["label"],
-                       "label_time": s["event_time"]})
+        labels.append(
+            {
+                "transaction_id": s["transaction_id"],
+                "card_id": s["card_id"],
+                "is_fraud": s["label"],
+                "label_time": s["event_time"],
+            }
+        )
         s["label"] = None
     for s in scores[:50] + scores[-50:]:
         Score.model_validate(s)
 
     # Half the late labels come before the evaluator starts (label before score is possible).
-    produce(settings, ((lb["card_id"].encode(), orjson.dumps(lb)) for lb in labels[: LATE // 2]), settings.topics.labels)
+    produce(
+        settings,
+        ((lb["card_id"].encode(), orjson.dumps(lb)) for lb in labels[: LATE // 2]),
+        settings.topics.labels,
+    )
     ev = EvaluatorThread(Evaluator(settings)).start()
-    produce(settings, ((s["card_id"].encode(), orjson.dumps(s)) for s in scores), settings.topics.scores)
-    produce(settings, ((lb["card_id"].encode(), orjson.dumps(lb)) for lb in labels[LATE // 2 :]), settings.topics.labels)
+    produce(
+        settings, ((s["card_id"].encode(), orjson.dumps(s)) for s in scores), settings.topics.scores
+    )
+    produce(
+        settings,
+        ((lb["card_id"].encode(), orjson.dumps(lb)) for lb in labels[LATE // 2 :]),
+        settings.topics.labels,
+    )
     ev.wait(scores=N, labels=LATE)
 
     # Prometheus and the probes answer while it runs.
@@ -145,26 +173,39 @@ def test_drift_fires_then_resolves_and_metrics_flow(make_settings):
     assert by_key.get("psi:amount") == ["firing", "resolved"], by_key
     assert by_key.get("psi:log_amount") == ["firing", "resolved"], by_key
     assert by_key.get("adwin:log_loss", [])[:1] == ["firing"], by_key
-    assert "psi:score" not in by_key and "mean_abs_diff:champion_vs_challenger" not in by_key, by_key
+    assert "psi:score" not in by_key and "mean_abs_diff:champion_vs_challenger" not in by_key, (
+        by_key
+    )
 
     # Metrics snapshots: JSON on the metrics topic; the last one has seen everything.
-    snaps = [orjson.loads(m.value()) for m in read_all(settings, metrics_topic, expected=1, idle=2.0, timeout=60)]
+    snaps = [
+        orjson.loads(m.value())
+        for m in read_all(settings, metrics_topic, expected=1, idle=2.0, timeout=60)
+    ]
     assert snaps and all(m["evaluator"] == f"{settings.group_id}-evaluator" for m in snaps)
     last = max(snaps, key=lambda m: m["stats"]["scores"])
     assert last["counts"] == {"scores": N, "labels": LATE, "labelled": N}
     assert last["join"]["joined"] == N and last["join"]["inline"] == N - LATE
     champion = last["metrics"]["champion"]["labelled"]
-    assert champion["cumulative"]["n"] == N and 0.7 < champion["cumulative"]["roc_auc"] <= 1.0  # unlearned fraud drags it
+    assert (
+        champion["cumulative"]["n"] == N and 0.7 < champion["cumulative"]["roc_auc"] <= 1.0
+    )  # unlearned fraud drags it
     assert champion["last_1000"]["n"] == 1_000
     assert last["metrics"]["challenger"] is not None
     kinds = Counter(d["kind"] for d in last["detectors"])
     assert kinds["data"] >= 2 and kinds["prediction"] == 1 and kinds["performance"] >= 1
 
     # Offsets were committed after delivery: the evaluator's group is at the end of both topics.
-    c = Consumer({"bootstrap.servers": settings.bootstrap_servers, "group.id": f"{settings.group_id}-evaluator"})
+    c = Consumer(
+        {
+            "bootstrap.servers": settings.bootstrap_servers,
+            "group.id": f"{settings.group_id}-evaluator",
+        }
+    )
     try:
         committed = c.committed(
-            [TopicPartition(settings.topics.scores, 0), TopicPartition(settings.topics.labels, 0)], timeout=10
+            [TopicPartition(settings.topics.scores, 0), TopicPartition(settings.topics.labels, 0)],
+            timeout=10,
         )
     finally:
         c.close()

@@ -62,7 +62,9 @@ def pr_ref(pairs, t):
 
 
 pairs_strategy = st.lists(
-    st.tuples(st.sampled_from([0.0, 0.1, 0.25, 0.5, 0.5, 0.75, 0.9, 1.0]) | st.floats(0, 1), st.booleans()),
+    st.tuples(
+        st.sampled_from([0.0, 0.1, 0.25, 0.5, 0.5, 0.75, 0.9, 1.0]) | st.floats(0, 1), st.booleans()
+    ),
     min_size=1,
     max_size=60,
 )
@@ -123,7 +125,10 @@ def test_cumulative_metrics_are_exact_when_scores_sit_inside_distinct_bins():
 
 def test_cumulative_metrics_are_close_on_continuous_scores():
     rng = random.Random(4)
-    pairs = [(rng.betavariate(4, 2), True) if rng.random() < 0.05 else (rng.betavariate(1, 8), False) for _ in range(5000)]
+    pairs = [
+        (rng.betavariate(4, 2), True) if rng.random() < 0.05 else (rng.betavariate(1, 8), False)
+        for _ in range(5000)
+    ]
     m = BinaryMetrics()
     for p, y in pairs:
         m.update(p, y)
@@ -135,7 +140,11 @@ def test_empty_and_one_class_metrics_are_none():
     m = BinaryMetrics()
     assert m.get()["roc_auc"] is None and m.get()["log_loss"] is None
     m.update(0.2, False)
-    assert m.get()["roc_auc"] is None and m.get()["average_precision"] is None and m.get()["recall"] is None
+    assert (
+        m.get()["roc_auc"] is None
+        and m.get()["average_precision"] is None
+        and m.get()["recall"] is None
+    )
     assert RollingBinaryMetrics(5).get()["n"] == 0
 
 
@@ -154,7 +163,9 @@ def test_score_stats_rates_quantiles_and_histogram():
     last = scores[-1000:]
     assert got["window"]["alert_rate"] == pytest.approx(sum(p >= 0.5 for p in last) / 1000)
     for q in (0.5, 0.9, 0.99):
-        assert got["window"]["quantiles"][f"p{q * 100:g}"] == pytest.approx(float(np.quantile(last, q)))
+        assert got["window"]["quantiles"][f"p{q * 100:g}"] == pytest.approx(
+            float(np.quantile(last, q))
+        )
     assert got["histogram"]["counts"] == np.histogram(scores, bins=10, range=(0, 1))[0].tolist()
 
 
