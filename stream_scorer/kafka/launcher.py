@@ -8,6 +8,12 @@ replication factor of 1, so consumer groups and transactions work on it.
 >>> with LocalKafka() as kafka:          # doctest: +SKIP
 ...     print(kafka.bootstrap_servers)
 127.0.0.1:40313
+
+With ``sasl_users`` the client listener is ``SASL_PLAINTEXT`` with the PLAIN mechanism (the
+controller listener stays ``PLAINTEXT`` on loopback); :meth:`LocalKafka.client_config` gives the
+settings a client needs:
+
+>>> kafka = LocalKafka(sasl_users={"alice": "alice-secret"})   # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -132,7 +138,12 @@ class LocalKafka:
         cache_dir: Path | None = None,
         heap: str = "768m",
         extra_properties: dict[str, str] | None = None,
+        sasl_users: dict[str, str] | None = None,
+        sasl_mechanism: str = "PLAIN",
     ) -> None:
+        """``sasl_users`` (name -> password): clients must authenticate with one of them over
+        SASL_PLAINTEXT (``sasl_mechanism`` PLAIN); the broker talks to itself as an extra
+        ``broker`` user. ``None`` (the default): one PLAINTEXT listener, no authentication."""
         self.version = version
         self.cache_dir = cache_dir
         self.port = port or free_port()
@@ -141,12 +152,44 @@ class LocalKafka:
         self.data_dir = Path(data_dir) if data_dir else Path(tempfile.mkdtemp(prefix="stream-scorer-kafka-"))
         self.heap = heap
         self.extra_properties = extra_properties or {}
+        if sasl_mechanism != "PLAIN":
+            raise BrokerLaunchError(f"unsupported SASL mechanism {sasl_mechanism!r} (PLAIN only)")
+        self.sasl_users = dict(sasl_users) if sasl_users else None
+        self.sasl_mechanism = sasl_mechanism
+        self._broker_password = uuid.uuid4().hex
         self.process: subprocess.Popen[bytes] | None = None
         self._lib: Path | None = None
 
     @property
     def bootstrap_servers(self) -> str:
         return f"127.0.0.1:{self.port}"
+
+    @property
+    def security_protocol(self) -> str:
+        return "SASL_PLAINTEXT" if self.sasl_users else "PLAINTEXT"
+
+    def client_config(self, user: str | None = None) -> dict[str, str]:
+        """librdkafka settings to reach this broker (as ``user``, or the broker's own user)."""
+        conf = {"bootstrap.servers": self.bootstrap_servers}
+        if self.sasl_users:
+            password = self.sasl_users[user] if user else self._broker_password
+            conf.update(
+                {
+                    "security.protocol": "SASL_PLAINTEXT",
+                    "sasl.mechanism": self.sasl_mechanism,
+                    "sasl.username": user or "broker",
+                    "sasl.password": password,
+                }
+            )
+        return conf
+
+    def _jaas(self) -> str:
+        users = {"broker": self._broker_password, **(self.sasl_users or {})}
+        entries = " ".join(f'user_{name}="{pw}"' for name, pw in users.items())
+        return (
+            "org.apache.kafka.common.security.plain.PlainLoginModule required"
+            f' username="broker" password="{self._broker_password}" {entries};'
+        )
 
     @property
     def log_file(self) -> Path:
@@ -188,6 +231,23 @@ class LocalKafka:
             "auto.create.topics.enable": "false",
             "log.flush.interval.messages": "9223372036854775807",
         }
+        if self.sasl_users:
+            # Clients authenticate on SASL_PLAINTEXT; the controller listener stays PLAINTEXT on
+            # loopback. No authorizer: any authenticated user may do anything.
+            props.update(
+                {
+                    "listeners": f"SASL_PLAINTEXT://127.0.0.1:{self.port},"
+                    f"CONTROLLER://127.0.0.1:{self.controller_port}",
+                    "advertised.listeners": f"SASL_PLAINTEXT://127.0.0.1:{self.port}",
+                    "inter.broker.listener.name": "SASL_PLAINTEXT",
+                    "listener.security.protocol.map": (
+                        "SASL_PLAINTEXT:SASL_PLAINTEXT,CONTROLLER:PLAINTEXT"
+                    ),
+                    "sasl.enabled.mechanisms": self.sasl_mechanism,
+                    "sasl.mechanism.inter.broker.protocol": self.sasl_mechanism,
+                    "listener.name.sasl_plaintext.plain.sasl.jaas.config": self._jaas(),
+                }
+            )
         props.update(self.extra_properties)
         path = self.data_dir / "server.properties"
         path.write_text("".join(f"{k}={v}\n" for k, v in props.items()))
@@ -221,7 +281,7 @@ class LocalKafka:
     def _wait_ready(self, timeout: float) -> None:
         from confluent_kafka.admin import AdminClient
 
-        admin = AdminClient({"bootstrap.servers": self.bootstrap_servers, "log_level": 0})
+        admin = AdminClient({**self.client_config(), "log_level": 0})
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             assert self.process is not None
