@@ -75,12 +75,22 @@ REFERENCES: dict[str, Callable[[], Any]] = {
 
 
 def stream(count: int, seed: int) -> tuple[list[dict[str, float]], np.ndarray]:
+    """Features and labels of ``count`` simulated events, labels told to the engine at once.
+
+    The engine sees each label right after its event (as the scorer does with no label delay),
+    which does not depend on the model, so every option gets the same features.
+    """
     engine = default_feature_engine()
+    observe = getattr(engine, "observe_label", None)
     xs, ys = [], []
     for event in Simulator(SimConfig(), seed=seed).events(count):
         txn = Transaction.model_validate(event)
+        y = bool(event["is_fraud"])
         xs.append(engine.update(txn))
-        ys.append(bool(event["is_fraud"]))
+        ys.append(y)
+        if observe is not None:
+            ts = txn.event_time.timestamp()
+            observe(txn.merchant_id, y, ts, ts)
     return xs, np.array(ys)
 
 

@@ -27,7 +27,7 @@ from numpy.typing import ArrayLike
 
 from stream_scorer.config import Settings, load_settings
 from stream_scorer.decode import Decoder, Rejection
-from stream_scorer.exceptions import ConfigError
+from stream_scorer.exceptions import CheckpointError, ConfigError, StreamScorerError
 from stream_scorer.model import checkpoint
 from stream_scorer.pipeline import (
     FeatureEngineLike,
@@ -459,7 +459,9 @@ def backtest(
 ) -> BacktestResult:
     """Replay ``input_path`` with fresh models that learn as they go; optionally save them.
 
-    The checkpoint key is checked before the replay, so a missing key fails fast.
+    The checkpoint key is checked before the replay, so a missing key fails fast. The checkpoint
+    also holds the feature engine's state at the end of the file (when the engine can snapshot),
+    so that ``score-file`` on a later file starts from the same card and merchant histories.
     """
     settings = settings or load_settings()
     key = checkpoint_key(settings) if checkpoint_out is not None else None
@@ -475,12 +477,14 @@ def backtest(
         progress=progress,
     )
     if checkpoint_out is not None and key is not None:
+        snapshot = getattr(scorer.partition(0).engine, "snapshot", None)
         result.checkpoint_generation = checkpoint.save(
             checkpoint_out,
             scorer.champion,
             scorer.challenger,
             key,
             meta={"source": "backtest", "input": os.fspath(input_path), "scored": result.scored},
+            features=snapshot() if snapshot is not None else None,
         )
     return result
 
@@ -494,12 +498,29 @@ def score_file(
     rejects_path: str | os.PathLike[str] | None = None,
     report_dir: str | os.PathLike[str] | None = None,
     progress: bool | None = None,
+    fresh_features: bool = False,
     feature_engine_factory: Callable[[], FeatureEngineLike] = default_feature_engine,
 ) -> BacktestResult:
-    """Score ``input_path`` with the models of a verified checkpoint, learning nothing."""
+    """Score ``input_path`` with the models of a verified checkpoint, learning nothing.
+
+    The models stay frozen; the feature engine still folds each event in (features are history).
+    It starts from the checkpoint's feature state when there is one, unless ``fresh_features``:
+    from empty state, early events look like first purchases at unknown merchants.
+    """
     settings = settings or load_settings()
     ckpt = checkpoint.load(checkpoint_path, checkpoint_key(settings))
     scorer = scorer_from_checkpoint(ckpt, scorer_settings(settings), feature_engine_factory)
+    if ckpt.features is not None and not fresh_features:
+        state = scorer.partition(0)
+        restore = getattr(type(state.engine), "restore", None)
+        if restore is not None:
+            try:
+                state.engine = restore(ckpt.features)
+            except (StreamScorerError, ValueError) as exc:
+                raise CheckpointError(
+                    f"{checkpoint_path}: its feature state does not fit this feature engine "
+                    f"({exc}); score with --fresh-features to start from empty state"
+                ) from exc
     return replay(
         input_path,
         scores_out,

@@ -244,7 +244,8 @@ def cmd_score_file(args: argparse.Namespace) -> int:
     settings = load_settings(log_level=args.log_level)
     _configure_logging(settings)
     result = score_file(
-        args.input, args.checkpoint, args.out, settings, rejects_path=args.rejects, report_dir=args.report
+        args.input, args.checkpoint, args.out, settings, rejects_path=args.rejects, report_dir=args.report,
+        fresh_features=args.fresh_features,
     )
     _print_result(result, args.out)
     return 0
@@ -359,6 +360,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="write one score record a line here")
     p.add_argument("--rejects", metavar="FILE", help="write refused lines with their reasons here")
     p.add_argument("--report", metavar="DIR", help="write metrics.json, plots and index.html here")
+    p.add_argument(
+        "--fresh-features", action="store_true",
+        help="start features from empty state, not from the checkpoint's feature state",
+    )
     p.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     p.set_defaults(func=cmd_score_file)
     return parser

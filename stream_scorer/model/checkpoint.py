@@ -15,6 +15,8 @@ checkpoint, is truncated, was signed with another key, or was altered.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import hmac
 import logging
@@ -55,6 +57,8 @@ class Checkpoint:
     champion: OnlineLogit
     challenger: OnlineLogit | OnlineTree | None
     meta: dict[str, Any]
+    features: bytes | None = None
+    """A feature-engine snapshot saved with the models (by ``backtest``), if any."""
 
 
 def encode(
@@ -63,6 +67,7 @@ def encode(
     key: bytes,
     generation: int,
     meta: dict[str, Any] | None = None,
+    features: bytes | None = None,
 ) -> bytes:
     """The signed bytes of a checkpoint of generation ``generation``."""
     if not key:
@@ -75,6 +80,7 @@ def encode(
             "champion": champion.state(),
             "challenger": challenger.state() if challenger is not None else None,
             "meta": meta or {},
+            "features_b64": base64.b64encode(features).decode() if features is not None else None,
         }
     )
     header = b"%s %d %s %d\n" % (MAGIC, FORMAT_VERSION, key_id(key).encode(), len(payload))
@@ -140,8 +146,10 @@ def decode(data: bytes, key: bytes, source: str = "checkpoint") -> Checkpoint:
             champion=champion,
             challenger=challenger,
             meta=dict(obj.get("meta") or {}),
+            features=base64.b64decode(f, validate=True) if (f := obj.get("features_b64")) else None,
         )
     except (
+        binascii.Error,
         orjson.JSONDecodeError,
         KeyError,
         ValueError,
@@ -184,6 +192,7 @@ def save(
     challenger: OnlineLogit | OnlineTree | None,
     key: bytes,
     meta: dict[str, Any] | None = None,
+    features: bytes | None = None,
 ) -> int:
     """Write the next generation of checkpoint to ``path``; return its generation.
 
@@ -195,7 +204,7 @@ def save(
     champion.generation = generation
     if challenger is not None:
         challenger.generation = generation
-    write_atomic(path, encode(champion, challenger, key, generation, meta))
+    write_atomic(path, encode(champion, challenger, key, generation, meta, features))
     return generation
 
 

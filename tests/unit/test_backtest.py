@@ -21,6 +21,7 @@ from stream_scorer.backtest import (
 from stream_scorer.config import Settings
 from stream_scorer.events import Score
 from stream_scorer.exceptions import CheckpointError, ConfigError
+from stream_scorer.model import checkpoint
 
 N = 4_000
 KEY = "backtest-test-key-0123456789"
@@ -251,3 +252,21 @@ def test_metrics_match_known_values():
     assert list(aps) == [1.0, 1.0] and len(mid) == 2
     with pytest.raises(ValueError):
         parse_duration("3 days")
+
+
+def test_score_file_continues_from_the_checkpoints_feature_state(sim, tmp_path):
+    _, good = sim
+    first, second = tmp_path / "first.jsonl", tmp_path / "second.jsonl"
+    first.write_bytes(b"".join(orjson.dumps(g) + b"\n" for g in good[:3_000]))
+    second.write_bytes(b"".join(orjson.dumps(g) + b"\n" for g in good[3_000:]))
+    ckpt = tmp_path / "m.ckpt"
+    backtest(first, tmp_path / "s.jsonl", settings(), checkpoint_out=ckpt, progress=False)
+    assert checkpoint.load(ckpt, KEY.encode()).features is not None
+    warm = score_file(second, ckpt, tmp_path / "w.jsonl", settings(), progress=False)
+    cold = score_file(
+        second, ckpt, tmp_path / "c.jsonl", settings(), progress=False, fresh_features=True
+    )
+    assert warm.scored == cold.scored == N - 3_000
+    w, c = read_jsonl(tmp_path / "w.jsonl"), read_jsonl(tmp_path / "c.jsonl")
+    # The first event's card was seen in the first file: warm features know it, cold do not.
+    assert w[0]["features"] != c[0]["features"]
