@@ -121,3 +121,24 @@ def test_ignored_features_are_not_watched_and_settings_nest_under_settings():
 @pytest.mark.slow
 def test_a_stationary_stream_of_100k_scores_raises_no_alert_with_the_defaults():
     assert _run(synthetic_scores(100_000, seed=27), EvaluationSettings()) == []
+
+
+def test_the_monitor_snapshots_with_pickle_and_resumes_identically():
+    import pickle
+
+    stream = list(synthetic_scores(12_000, seed=28, amount_shift=(9_000, None)))
+    a = Monitor(EvaluationSettings(**SMALL), review=0.5, decline=0.8)
+    for s in stream[:8_000]:
+        a.update_score(s)
+    b = pickle.loads(pickle.dumps(a))
+    for s in stream[8_000:]:
+        a.update_score(s)
+        b.update_score(s)
+
+    def strip(alerts):
+        return [
+            {k: v for k, v in x.items() if k not in ("alert_id", "detected_at")} for x in alerts
+        ]
+
+    assert strip(a.poll()) == strip(b.poll()) != []
+    assert a.get()["metrics"] == b.get()["metrics"]
