@@ -36,7 +36,7 @@ from stream_scorer.config import Settings
 from stream_scorer.evaluation.alerts import rfc3339
 from stream_scorer.evaluation.monitor import Monitor
 from stream_scorer.events import SCHEMA_VERSION
-from stream_scorer.exceptions import DeliveryError
+from stream_scorer.exceptions import ConfigError, DeliveryError
 from stream_scorer.kafka.admin import ensure_topics
 from stream_scorer.kafka.clients import make_consumer, make_producer
 from stream_scorer.metrics import MetricsServer, start_metrics_server
@@ -201,9 +201,19 @@ class Evaluator:
                 s, [s.topics.scores, s.topics.labels, s.topics.drift_alerts, ev.metrics_topic]
             )
         if ev.metrics_port is not None and self.server is None:
-            self.server = start_metrics_server(
-                ev.metrics_port, ev.metrics_host, self.metrics.registry, self.healthy, self.ready
-            )
+            try:
+                self.server = start_metrics_server(
+                    ev.metrics_port,
+                    ev.metrics_host,
+                    self.metrics.registry,
+                    self.healthy,
+                    self.ready,
+                )
+            except OSError as exc:
+                raise ConfigError(
+                    f"STREAM_SCORER_EVALUATION__METRICS_PORT: cannot listen on "
+                    f"{ev.metrics_host}:{ev.metrics_port}: {exc}"
+                ) from None
         self._producer = make_producer(s)
         self._consumer = make_consumer(s, self.group_id, **{"isolation.level": "read_committed"})
         self._consumer.subscribe(
@@ -224,17 +234,17 @@ class Evaluator:
 
     def run(self) -> EvaluatorStats:
         """Evaluate until :meth:`stop` is called; return the counts."""
-        self._open()
-        assert self._consumer is not None
-        consumer = self._consumer
         s = self.settings
-        logger.info(
-            "evaluator started: group=%s topics=%s,%s",
-            self.group_id,
-            s.topics.scores,
-            s.topics.labels,
-        )
         try:
+            self._open()
+            assert self._consumer is not None
+            consumer = self._consumer
+            logger.info(
+                "evaluator started: group=%s topics=%s,%s",
+                self.group_id,
+                s.topics.scores,
+                s.topics.labels,
+            )
             while not self._stop.is_set():
                 msgs = consumer.consume(s.batch_size, s.poll_timeout_s)
                 self._last_loop = time.monotonic()
