@@ -62,7 +62,9 @@ def test_right_credentials_create_produce_and_consume(sasl_kafka: LocalKafka) ->
     assert sorted(created) == sorted([settings.topics.transactions, settings.topics.labels])
 
     # the simulator's producer, through stream_scorer.kafka.clients
-    stats = produce_to_kafka(settings, Simulator(seed=1), rate=None, count=200, label_delay_mean_s=5)
+    stats = produce_to_kafka(
+        settings, Simulator(seed=1), rate=None, count=200, label_delay_mean_s=5
+    )
     assert stats.transactions == 200 and stats.labels == 200
     assert stats.failed == 0 and stats.undelivered == 0
 
@@ -96,8 +98,14 @@ def test_wrong_password_fails_fast_with_a_named_error(sasl_kafka: LocalKafka) ->
 
 def test_wrong_user_fails_too(sasl_kafka: LocalKafka) -> None:
     settings = _settings(sasl_kafka, PASSWORD).model_copy(
-        update={"kafka": {"security.protocol": "SASL_PLAINTEXT", "sasl.mechanism": "PLAIN",
-                          "sasl.username": "mallory", "sasl.password": PASSWORD}}
+        update={
+            "kafka": {
+                "security.protocol": "SASL_PLAINTEXT",
+                "sasl.mechanism": "PLAIN",
+                "sasl.username": "mallory",
+                "sasl.password": PASSWORD,
+            }
+        }
     )
     with pytest.raises(AuthenticationFailed):
         ensure_topics(settings, timeout=60)

@@ -22,7 +22,9 @@ pytestmark = pytest.mark.integration
 N = 1_000
 
 
-def test_simulate_n_then_read_back_transactions_and_labels(make_settings: Callable[..., Settings]) -> None:
+def test_simulate_n_then_read_back_transactions_and_labels(
+    make_settings: Callable[..., Settings],
+) -> None:
     settings = make_settings()
     config = SimConfig(events_per_second=500.0, start=datetime.now(UTC))
     t0 = time.monotonic()
@@ -41,7 +43,9 @@ def test_simulate_n_then_read_back_transactions_and_labels(make_settings: Callab
     assert len(txs) == N and len(labels) == N
 
     tx_values = [orjson.loads(m.value()) for m in txs]
-    assert sorted(v["transaction_id"] for v in tx_values) == sorted(e["transaction_id"] for e in expected)
+    assert sorted(v["transaction_id"] for v in tx_values) == sorted(
+        e["transaction_id"] for e in expected
+    )
     partition_of_card: dict[str, set[int]] = defaultdict(set)
     for m, v in zip(txs, tx_values, strict=True):
         Transaction.model_validate(v)
@@ -71,9 +75,23 @@ def test_cli_simulate_to_kafka_without_inline_labels(
     monkeypatch.setenv("STREAM_SCORER_TOPICS__LABELS", settings.topics.labels)
     monkeypatch.setenv("STREAM_SCORER_TOPICS__PARTITIONS", "3")
     code = main(
-        ["simulate", "--to-kafka", "--bootstrap-servers", settings.bootstrap_servers,
-         "--count", "300", "--rate", "0", "--seed", "2", "--no-inline-labels",
-         "--label-delay-mean", "30", "--log-level", "WARNING"]
+        [
+            "simulate",
+            "--to-kafka",
+            "--bootstrap-servers",
+            settings.bootstrap_servers,
+            "--count",
+            "300",
+            "--rate",
+            "0",
+            "--seed",
+            "2",
+            "--no-inline-labels",
+            "--label-delay-mean",
+            "30",
+            "--log-level",
+            "WARNING",
+        ]
     )
     assert code == 0
     out = capsys.readouterr().out

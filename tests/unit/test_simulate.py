@@ -151,7 +151,9 @@ def test_jsonl_with_labels_file(tmp_path: Path) -> None:
     events = [orjson.loads(line) for line in tx.read_bytes().splitlines()]
     labels = [orjson.loads(line) for line in lab.read_bytes().splitlines()]
     assert events == Simulator(seed=1).take(3_000), "the file holds exactly the seed's stream"
-    assert sorted(x["transaction_id"] for x in labels) == sorted(e["transaction_id"] for e in events)
+    assert sorted(x["transaction_id"] for x in labels) == sorted(
+        e["transaction_id"] for e in events
+    )
     times = [_ts(x["label_time"]) for x in labels]
     assert times == sorted(times), "labels come in label_time order, as on a labels topic"
     for x in labels:
@@ -197,8 +199,24 @@ def test_token_bucket_refuses_no_rate() -> None:
 def test_cli_simulate_options() -> None:
     parser = build_parser()
     args = parser.parse_args(
-        ["simulate", "--to-kafka", "--rate", "200", "--count", "50", "--seed", "9", "--drift-at", "10",
-         "--label-delay-mean", "30", "--no-inline-labels", "--labels", "--bootstrap-servers", "k:9092"]
+        [
+            "simulate",
+            "--to-kafka",
+            "--rate",
+            "200",
+            "--count",
+            "50",
+            "--seed",
+            "9",
+            "--drift-at",
+            "10",
+            "--label-delay-mean",
+            "30",
+            "--no-inline-labels",
+            "--labels",
+            "--bootstrap-servers",
+            "k:9092",
+        ]
     )
     assert args.to_kafka and args.rate == 200 and args.count == 50 and args.seed == 9
     assert args.drift_at == 10 and args.label_delay_mean == 30
