@@ -48,7 +48,10 @@ class RiverPipeline:
 def _logreg() -> linear_model.LogisticRegression:
     s = ModelSettings()
     return linear_model.LogisticRegression(
-        optim.SGD(s.learning_rate), l2=s.l2, intercept_lr=s.intercept_lr
+        optim.SGD(s.learning_rate),
+        l2=s.l2,
+        intercept_lr=s.intercept_lr,
+        intercept_init=s.intercept_init,
     )
 
 

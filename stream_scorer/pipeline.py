@@ -112,8 +112,8 @@ class Scorer:
     >>> txn = Transaction(transaction_id="t1", event_time=datetime(2026, 1, 1, tzinfo=UTC),
     ...     card_id="c1", merchant_id="m1", amount=12.5, currency="EUR", is_fraud=False)
     >>> r = s.score(txn)
-    >>> r["score"], r["band"], r["model_version"], s.stats.learned
-    (0.5, 'review', 'logreg-sgd/0', 1)
+    >>> round(r["score"], 4), r["band"], r["model_version"], s.stats.learned
+    (0.01, 'approve', 'logreg-sgd/0', 1)
     """
 
     def __init__(

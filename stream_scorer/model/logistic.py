@@ -44,7 +44,7 @@ class OnlineLogit:
     With ``imbalance="weight"`` a fraud label weighs ``min(weight_cap, (1 - prior) / prior)``,
     the prior being the share of fraud among the labels learned so far (Laplace-smoothed).
 
-    >>> m = OnlineLogit(ModelSettings())
+    >>> m = OnlineLogit(ModelSettings(intercept_init=0.0))
     >>> p, reasons = m.score({"a": 1.0})
     >>> p
     0.5
@@ -62,6 +62,7 @@ class OnlineLogit:
             optimizer=optim.SGD(settings.learning_rate),
             l2=settings.l2,
             intercept_lr=settings.intercept_lr,
+            intercept_init=settings.intercept_init,
         )
         self.pipeline = compose.Pipeline(self.scaler, self.logit)
         self.n_learned = 0

@@ -22,8 +22,11 @@ from stream_scorer.config import Settings
 from stream_scorer.events import Score
 from stream_scorer.exceptions import CheckpointError, ConfigError
 from stream_scorer.model import checkpoint
+from stream_scorer.model.logistic import OnlineLogit
+from stream_scorer.model.settings import ModelSettings
 
 N = 4_000
+UNTRAINED = OnlineLogit(ModelSettings()).score({})[0]  # the prior: about 0.01
 KEY = "backtest-test-key-0123456789"
 BAD = {  # line number (1-based, in the mixed file) -> bad line
     10: b"{not json",
@@ -116,11 +119,11 @@ def test_label_delay_holds_labels_until_their_time(sim, tmp_path):
     assert r.counters["delayed_labels_waiting"] == N - due
     records = read_jsonl(tmp_path / "s.jsonl")
     first_due = ts[0] + delay
-    # Before the first label is due nothing was learned: every score is the untrained 0.5.
+    # Before the first label is due nothing was learned: every score is the untrained prior.
     early = [x["score"] for x, t in zip(records, ts, strict=True) if t < first_due]
-    assert early and set(early) == {0.5}
+    assert early and set(early) == {UNTRAINED}
     # ... and learning starts after it.
-    assert any(x["score"] != 0.5 for x, t in zip(records, ts, strict=True) if t >= first_due)
+    assert any(x["score"] != UNTRAINED for x, t in zip(records, ts, strict=True) if t >= first_due)
 
     never = backtest(
         mixed,
@@ -130,7 +133,8 @@ def test_label_delay_holds_labels_until_their_time(sim, tmp_path):
         progress=False,
     )
     assert never.counters["learned"] == 0
-    assert {x["score"] for x in read_jsonl(tmp_path / "n.jsonl")} == {0.5}
+    assert {x["score"] for x in read_jsonl(tmp_path / "n.jsonl")} == {UNTRAINED}
+    assert {x["band"] for x in read_jsonl(tmp_path / "n.jsonl")} == {"approve"}
 
     now = backtest(mixed, tmp_path / "z.jsonl", settings(), label_delay_s=0.0, progress=False)
     assert now.counters["learned"] == N

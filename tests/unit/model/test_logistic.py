@@ -18,7 +18,10 @@ def river_pipeline(s: ModelSettings) -> compose.Pipeline:
     return compose.Pipeline(
         preprocessing.StandardScaler(),
         linear_model.LogisticRegression(
-            optim.SGD(s.learning_rate), l2=s.l2, intercept_lr=s.intercept_lr
+            optim.SGD(s.learning_rate),
+            l2=s.l2,
+            intercept_lr=s.intercept_lr,
+            intercept_init=s.intercept_init,
         ),
     )
 
