@@ -333,7 +333,7 @@ def malformed(rng: random.Random, good: dict[str, Any]) -> bytes:
     kind = rng.randrange(6)
     bad = dict(good)
     if kind == 0:
-        return b"{not json" + good["transaction_id"].encode()
+        return b"{not json" + str(good["transaction_id"]).encode()
     if kind == 1:
         bad["amount"] = -abs(good["amount"])
     elif kind == 2:

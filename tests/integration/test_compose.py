@@ -13,6 +13,7 @@ missing.
 
 from __future__ import annotations
 
+import argparse
 import json
 import re
 import shutil
@@ -178,7 +179,8 @@ def test_worker_can_scale(compose_config: dict[str, Any]) -> None:
 
 def test_every_command_exists_in_the_cli(compose_config: dict[str, Any]) -> None:
     parser = build_parser()
-    subcommands = set(parser._subparsers._group_actions[0].choices)  # type: ignore[union-attr]
+    subparsers = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    subcommands = set(subparsers[0].choices)
     seen = {}
     for name, svc in _scorer_services(compose_config).items():
         argv = _command(svc)

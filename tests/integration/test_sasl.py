@@ -32,22 +32,28 @@ def sasl_kafka() -> Iterator[LocalKafka]:
 
 def _settings(kafka: LocalKafka, password: str) -> Settings:
     suffix = uuid.uuid4().hex[:8]
-    return Settings(
-        bootstrap_servers=kafka.bootstrap_servers,
-        group_id=f"sasl-{suffix}",
-        topics={"transactions": f"tx-{suffix}", "labels": f"labels-{suffix}", "partitions": 2},
-        kafka={
-            "security.protocol": "SASL_PLAINTEXT",
-            "sasl.mechanism": "PLAIN",
-            "sasl.username": USER,
-            "sasl.password": password,
-        },
-        log_format="text",
+    return Settings.model_validate(
+        {
+            "bootstrap_servers": kafka.bootstrap_servers,
+            "group_id": f"sasl-{suffix}",
+            "topics": {
+                "transactions": f"tx-{suffix}",
+                "labels": f"labels-{suffix}",
+                "partitions": 2,
+            },
+            "kafka": {
+                "security.protocol": "SASL_PLAINTEXT",
+                "sasl.mechanism": "PLAIN",
+                "sasl.username": USER,
+                "sasl.password": password,
+            },
+            "log_format": "text",
+        }
     )
 
 
 def test_the_broker_refuses_clients_without_sasl(sasl_kafka: LocalKafka) -> None:
-    settings = Settings(bootstrap_servers=sasl_kafka.bootstrap_servers)
+    settings = Settings.model_validate({"bootstrap_servers": sasl_kafka.bootstrap_servers})
     from stream_scorer.kafka.admin import BrokerUnreachable
 
     t0 = time.monotonic()

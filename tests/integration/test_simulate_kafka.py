@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 
 import orjson
 import pytest
+from confluent_kafka import Message
 
 from stream_scorer.cli import main
 from stream_scorer.config import Settings
@@ -20,6 +21,18 @@ from tests.kafka_helpers import read_all
 pytestmark = pytest.mark.integration
 
 N = 1_000
+
+
+def _value(m: Message) -> bytes:
+    value = m.value()
+    assert value is not None
+    return value
+
+
+def _partition(m: Message) -> int:
+    partition = m.partition()
+    assert partition is not None
+    return partition
 
 
 def test_simulate_n_then_read_back_transactions_and_labels(
@@ -42,7 +55,7 @@ def test_simulate_n_then_read_back_transactions_and_labels(
     labels = read_all(settings, settings.topics.labels, N)
     assert len(txs) == N and len(labels) == N
 
-    tx_values = [orjson.loads(m.value()) for m in txs]
+    tx_values = [orjson.loads(_value(m)) for m in txs]
     assert sorted(v["transaction_id"] for v in tx_values) == sorted(
         e["transaction_id"] for e in expected
     )
@@ -50,18 +63,18 @@ def test_simulate_n_then_read_back_transactions_and_labels(
     for m, v in zip(txs, tx_values, strict=True):
         Transaction.model_validate(v)
         assert m.key() == v["card_id"].encode()
-        partition_of_card[v["card_id"]].add(m.partition())
+        partition_of_card[v["card_id"]].add(_partition(m))
     assert all(len(p) == 1 for p in partition_of_card.values()), "a card lives on one partition"
     assert len({p for ps in partition_of_card.values() for p in ps}) > 1, "cards spread out"
 
     by_id = {e["transaction_id"]: e for e in expected}
     for m in labels:
-        label = Label.model_validate_json(m.value())
+        label = Label.model_validate_json(_value(m))
         assert m.key() == label.card_id.encode()  # type: ignore[union-attr]
         assert label.is_fraud is by_id[label.transaction_id]["is_fraud"]
         assert label.label_time > datetime.fromisoformat(by_id[label.transaction_id]["event_time"])
         # murmur2 on both topics: the label reaches the partition (so the worker) of its card
-        assert {m.partition()} == partition_of_card[label.card_id]  # type: ignore[index]
+        assert {_partition(m)} == partition_of_card[label.card_id]  # type: ignore[index]
     assert sum(v["is_fraud"] for v in tx_values) == sum(stats.fraud_by_scenario.values()) > 0
 
 
@@ -99,10 +112,10 @@ def test_cli_simulate_to_kafka_without_inline_labels(
     txs = read_all(settings, settings.topics.transactions, 300, idle=1.0)
     labels = read_all(settings, settings.topics.labels, 300, idle=1.0)
     assert len(txs) == 300 and len(labels) == 300
-    assert all("is_fraud" not in orjson.loads(m.value()) for m in txs)
+    assert all("is_fraud" not in orjson.loads(_value(m)) for m in txs)
     # with a 30 s mean delay and ~0.6 s of event time, the labels were all sent at the end
-    assert {Label.model_validate_json(m.value()).transaction_id for m in labels} == {
-        orjson.loads(m.value())["transaction_id"] for m in txs
+    assert {Label.model_validate_json(_value(m)).transaction_id for m in labels} == {
+        orjson.loads(_value(m))["transaction_id"] for m in txs
     }
 
 
