@@ -59,13 +59,9 @@ def scorer_settings(settings: Settings, label_delay_s: float = 0.0) -> ScorerSet
 
 
 def default_feature_engine() -> FeatureEngineLike:
-    """The full feature engine when it is installed, else the first per-card features."""
-    try:
-        from stream_scorer.features.engine import FeatureEngine
-    except ImportError:
-        from stream_scorer.features import CardFeatures
+    """A new :class:`stream_scorer.features.FeatureEngine` with its default settings."""
+    from stream_scorer.features.engine import FeatureEngine
 
-        return CardFeatures()
     engine: FeatureEngineLike = FeatureEngine()
     return engine
 
