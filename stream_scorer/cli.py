@@ -8,7 +8,7 @@ import signal
 import sys
 import time
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -165,12 +165,15 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     settings = _settings(args)
     _configure_logging(settings)
     rate = args.rate if args.rate > 0 else None
-    # Event time follows the wall clock: the world's rate is the sending rate, starting now.
-    config = simulate.SimConfig(
-        events_per_second=rate or simulate.SimConfig().events_per_second,
-        start=start or datetime.now(UTC),
-        drift_at=args.drift_at,
-    )
+    # Event time follows the wall clock: the world's rate is the sending rate, starting now. Sent
+    # as fast as possible (--rate 0), a counted run is a backfill whose event time ends about now
+    # (never days ahead, where workers would dead-letter it as dated in the future).
+    eps = rate or simulate.SimConfig().events_per_second
+    if start is None:
+        start = datetime.now(UTC)
+        if rate is None and args.count:
+            start -= timedelta(seconds=args.count / eps)
+    config = simulate.SimConfig(events_per_second=eps, start=start, drift_at=args.drift_at)
     stop = threading.Event()
 
     def _graceful(signum: int, frame: FrameType | None) -> None:
@@ -310,7 +313,8 @@ def build_parser() -> argparse.ArgumentParser:
     stop.add_argument("--duration", type=float, help="with --to-kafka: seconds to run")
     p.add_argument(
         "--rate", type=float, default=500.0,
-        help="with --to-kafka: events per second of wall time (0: no limit)",
+        help="with --to-kafka: events per second of wall time (0: as fast as Kafka takes them; with"
+        " --count, a backfill whose event time ends about now)",
     )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
