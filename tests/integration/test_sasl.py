@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import orjson
 import pytest
@@ -115,3 +116,25 @@ def test_wrong_user_fails_too(sasl_kafka: LocalKafka) -> None:
     )
     with pytest.raises(AuthenticationFailed):
         ensure_topics(settings, timeout=60)
+
+
+def test_scram_sha_512_broker(tmp_path: Path) -> None:
+    """SCRAM-SHA-512: credentials written at format time; they survive a broker restart."""
+    kafka = LocalKafka(
+        data_dir=tmp_path / "kafka", sasl_users={USER: PASSWORD}, sasl_mechanism="SCRAM-SHA-512"
+    )
+    try:
+        kafka.start()
+        good = _settings(kafka, PASSWORD)
+        good = good.model_copy(update={"kafka": {**good.kafka, "sasl.mechanism": "SCRAM-SHA-512"}})
+        assert ensure_topics(good, [good.topics.transactions]) == [good.topics.transactions]
+        kafka.stop()
+        kafka.start()  # the same data dir: the same SCRAM users, the same broker password
+        producer = make_producer(good)
+        producer.produce(good.topics.transactions, b"{}", b"k")
+        assert producer.flush(30) == 0
+        bad = good.model_copy(update={"kafka": {**good.kafka, "sasl.password": "wrong"}})
+        with pytest.raises(AuthenticationFailed, match="SCRAM-SHA-512"):
+            ensure_topics(bad, timeout=60)
+    finally:
+        kafka.close()
