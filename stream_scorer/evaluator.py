@@ -70,12 +70,13 @@ class EvaluatorMetrics:
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = r = registry or CollectorRegistry()
-        p = "stream_scorer_evaluator_"
+        # The Grafana dashboard (deploy/grafana) reads stream_scorer_eval_* and drift_alerts_total.
+        p = "stream_scorer_eval_"
         self.records = Counter(
             p + "records", "Records read, by kind (score, label, malformed).", ["kind"], registry=r
         )
         self.alerts = Counter(
-            p + "alerts", "Drift alerts published.", ["kind", "status"], registry=r
+            "stream_scorer_drift_alerts", "Drift alerts published.", ["kind", "status"], registry=r
         )
         self.batch_seconds = Histogram(
             p + "batch_seconds", "Time to process one batch.", registry=r

@@ -144,15 +144,15 @@ def test_drift_fires_then_resolves_and_metrics_flow(make_settings):
     status, body = _get(f"http://127.0.0.1:{port}/metrics")
     assert status == 200
     for name in (
-        "stream_scorer_evaluator_records_total",
-        "stream_scorer_evaluator_roc_auc",
-        "stream_scorer_evaluator_average_precision",
-        "stream_scorer_evaluator_log_loss",
-        "stream_scorer_evaluator_alert_rate",
-        "stream_scorer_evaluator_score_quantile",
-        "stream_scorer_evaluator_drift_statistic",
-        "stream_scorer_evaluator_drift_active",
-        "stream_scorer_evaluator_alerts_total",
+        "stream_scorer_eval_records_total",
+        "stream_scorer_eval_roc_auc",
+        "stream_scorer_eval_average_precision",
+        "stream_scorer_eval_log_loss",
+        "stream_scorer_eval_alert_rate",
+        "stream_scorer_eval_score_quantile",
+        "stream_scorer_eval_drift_statistic",
+        "stream_scorer_eval_drift_active",
+        "stream_scorer_drift_alerts_total",
     ):
         assert name.encode() in body, name
     assert _get(f"http://127.0.0.1:{port}/healthz")[0] == 200
