@@ -499,17 +499,23 @@ def score_file(
     report_dir: str | os.PathLike[str] | None = None,
     progress: bool | None = None,
     fresh_features: bool = False,
+    label_delay_s: float = 0.0,
+    use_labels: bool = True,
     feature_engine_factory: Callable[[], FeatureEngineLike] = default_feature_engine,
 ) -> BacktestResult:
     """Score ``input_path`` with the models of a verified checkpoint, learning nothing.
 
-    The models stay frozen; the feature engine still folds each event in (features are history).
-    It starts from the checkpoint's feature state when there is one, unless ``fresh_features``:
-    from empty state, early events look like first purchases at unknown merchants.
+    The models stay frozen; the feature engine still folds each event in (features are history)
+    and, unless ``use_labels`` is off, hears each inline label ``label_delay_s`` after its event,
+    as the live engine hears the labels topic (its merchant risk features need them). It starts
+    from the checkpoint's feature state when there is one, unless ``fresh_features``: from empty
+    state, early events look like first purchases at unknown merchants.
     """
     settings = settings or load_settings()
     ckpt = checkpoint.load(checkpoint_path, checkpoint_key(settings))
-    scorer = scorer_from_checkpoint(ckpt, scorer_settings(settings), feature_engine_factory)
+    scorer = scorer_from_checkpoint(
+        ckpt, scorer_settings(settings, label_delay_s), feature_engine_factory, frozen=True
+    )
     if ckpt.features is not None and not fresh_features:
         state = scorer.partition(0)
         restore = getattr(type(state.engine), "restore", None)
@@ -525,7 +531,7 @@ def score_file(
         input_path,
         scores_out,
         scorer,
-        learn=False,
+        learn=use_labels,
         rejects_path=rejects_path,
         report_dir=report_dir,
         decoder=decoder_of(settings),

@@ -248,7 +248,7 @@ def cmd_score_file(args: argparse.Namespace) -> int:
     _configure_logging(settings)
     result = score_file(
         args.input, args.checkpoint, args.out, settings, rejects_path=args.rejects, report_dir=args.report,
-        fresh_features=args.fresh_features,
+        fresh_features=args.fresh_features, label_delay_s=args.label_delay, use_labels=not args.ignore_labels,
     )
     _print_result(result, args.out)
     return 0
@@ -368,6 +368,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--fresh-features", action="store_true",
         help="start features from empty state, not from the checkpoint's feature state",
     )
+    p.add_argument(
+        "--label-delay", type=_duration, default=0.0, metavar="DURATION",
+        help="inline labels reach the feature engine this long after their event (models never learn)",
+    )
+    p.add_argument("--ignore-labels", action="store_true", help="do not tell the feature engine any label")
     p.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     p.set_defaults(func=cmd_score_file)
     return parser

@@ -119,6 +119,7 @@ class Scorer:
         champion: OnlineLogit | None = None,
         challenger: OnlineLogit | OnlineTree | None = None,
         with_challenger: bool = True,
+        frozen: bool = False,
     ) -> None:
         self.settings = s = settings or ScorerSettings()
         self.feature_engine_factory = feature_engine_factory
@@ -133,6 +134,8 @@ class Scorer:
         self.label_delay_s = s.label_delay_s
         self._review, self._decline = s.review_threshold, s.decline_threshold
         self._with_features = s.with_features
+        self.frozen = frozen
+        """Frozen models learn nothing; labels still reach the feature engine (merchant risk)."""
 
     # -- partitions -----------------------------------------------------------------------------
 
@@ -302,19 +305,21 @@ class Scorer:
         event_ts: float,
         label_ts: float,
     ) -> None:
-        self.champion.learn(x, y)
-        if self.challenger is not None:
-            self.challenger.learn(x, y)
+        if not self.frozen:
+            self.champion.learn(x, y)
+            if self.challenger is not None:
+                self.challenger.learn(x, y)
+            self.stats.learned += 1
         observe = getattr(st.engine, "observe_label", None)
         if observe is not None:
             observe(merchant_id, y, event_ts, label_ts)
-        self.stats.learned += 1
 
 
 def scorer_from_checkpoint(
     checkpoint: Any,
     settings: ScorerSettings | None = None,
     feature_engine_factory: Callable[[], FeatureEngineLike] = default_feature_engine,
+    frozen: bool = False,
 ) -> Scorer:
     """A scorer whose champion and challenger are those of a loaded checkpoint.
 
@@ -327,4 +332,5 @@ def scorer_from_checkpoint(
         champion=checkpoint.champion,
         challenger=checkpoint.challenger,
         with_challenger=checkpoint.challenger is not None,
+        frozen=frozen,
     )

@@ -132,4 +132,4 @@ def test_checkpointer_saves_when_due(tmp_path):
     m = OnlineLogit(ModelSettings())
     assert c.maybe_save(m, None) is None
     assert c.save(m, None) == 1
-    assert c.due(now=c.last_save + 3_600)
+    assert c.due(now=c.last_save + 3_601)

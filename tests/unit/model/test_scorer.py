@@ -186,3 +186,13 @@ def test_a_partition_snapshot_restores_pending_entries_and_delayed_labels():
     assert restored.stats.delayed_labels_applied == 10 - before > 0
     with pytest.raises(CheckpointError):
         restored.restore_partition(5, b"garbage")
+
+
+def test_frozen_models_learn_nothing_but_the_engine_hears_the_labels():
+    s = Scorer(ScorerSettings(), ToyFeatures, frozen=True)
+    before = (s.champion.state(), s.challenger.state() if s.challenger else None)
+    for i in range(20):
+        s.score(txn(i, float(i), fraud=i % 4 == 0))
+    assert (s.champion.state(), s.challenger.state() if s.challenger else None) == before
+    assert s.stats.learned == 0
+    assert len(s.partition(0).engine.labels) == 20
