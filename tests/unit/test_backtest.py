@@ -274,3 +274,11 @@ def test_score_file_continues_from_the_checkpoints_feature_state(sim, tmp_path):
     w, c = read_jsonl(tmp_path / "w.jsonl"), read_jsonl(tmp_path / "c.jsonl")
     # The first event's card was seen in the first file: warm features know it, cold do not.
     assert w[0]["features"] != c[0]["features"]
+
+
+def test_progress_bar_goes_to_stderr(sim, tmp_path, capsys):
+    mixed, _ = sim
+    backtest(mixed, tmp_path / "s.jsonl", settings(), progress=True)
+    captured = capsys.readouterr()
+    assert "backtest" in captured.err and "100%" in captured.err
+    assert captured.out == ""
