@@ -242,8 +242,8 @@ class LabelQueue:
     stream's event time moves on; ``drain`` at the end of a run.
 
     At most ``max_pending`` labels wait (with days of delay and a high rate the queue would grow
-    without bound): past that, the earliest is released ahead of its time and counted in
-    ``released_early``.
+    without bound; a waiting label takes about 0.5 kB): past that, the earliest is released ahead
+    of its time and counted in ``released_early``.
 
     >>> q = LabelQueue()
     >>> q.push(10.0, {"transaction_id": "t1"})
@@ -252,7 +252,7 @@ class LabelQueue:
     ([], ['t1'])
     """
 
-    def __init__(self, max_pending: int = 1_000_000) -> None:
+    def __init__(self, max_pending: int = 200_000) -> None:
         self.max_pending = max_pending
         self._heap: list[tuple[float, int, dict[str, Any]]] = []
         self._n = 0
@@ -446,7 +446,7 @@ def produce_to_kafka(
     inline_labels: bool = True,
     label_delay_mean_s: float = CHARGEBACK_DELAY_MEAN_S,
     drain_labels: bool = True,
-    max_pending_labels: int = 1_000_000,
+    max_pending_labels: int = 200_000,
     batch: int = 500,
     stop: threading.Event | None = None,
     flush_timeout: float = 60.0,
