@@ -27,7 +27,8 @@ from stream_scorer.features.settings import FeatureSettings
 
 SNAPSHOT_MAGIC = b"SSFE"
 SNAPSHOT_VERSION = 1
-_SNAP_HEADER = struct.Struct("<4sHIQIII")  # magic, version, layout, late, cards, merchants, crc
+_SNAP_HEADER = struct.Struct("<4sHIQII")  # magic, version, layout, late events, cards, merchants
+_CRC = struct.Struct("<I")  # CRC-32 of the header and the body, after the header
 _KEY_LEN = struct.Struct("<H")
 _VALUE_LEN = struct.Struct("<I")
 _VALUE_HEADER = struct.Struct("<cBI")  # kind (b"C"/b"M"), format version, layout fingerprint
@@ -227,9 +228,9 @@ class FeatureEngine:
         body = b"".join(parts)
         header = _SNAP_HEADER.pack(
             SNAPSHOT_MAGIC, SNAPSHOT_VERSION, self.fingerprint, self.late_events,
-            len(self.cards), len(self.merchants), zlib.crc32(body),
+            len(self.cards), len(self.merchants),
         )
-        return header + body
+        return header + _CRC.pack(zlib.crc32(body, zlib.crc32(header))) + body
 
     @classmethod
     def restore(cls, data: bytes, settings: FeatureSettings | None = None) -> FeatureEngine:
@@ -237,9 +238,8 @@ class FeatureEngine:
         eng = cls(settings)
         view = memoryview(data)
         try:
-            magic, version, fingerprint, late, n_cards, n_merchants, crc = _SNAP_HEADER.unpack_from(
-                view, 0
-            )
+            magic, version, fingerprint, late, n_cards, n_merchants = _SNAP_HEADER.unpack_from(view)
+            (crc,) = _CRC.unpack_from(view, _SNAP_HEADER.size)
         except struct.error as exc:
             raise StateError("feature snapshot is truncated") from exc
         if magic != SNAPSHOT_MAGIC:
@@ -248,8 +248,8 @@ class FeatureEngine:
             raise StateError(f"feature snapshot version {version} is not {SNAPSHOT_VERSION}")
         if fingerprint != eng.fingerprint:
             raise StateError("feature snapshot was written with other feature settings")
-        at = _SNAP_HEADER.size
-        if zlib.crc32(view[at:]) != crc:
+        at = _SNAP_HEADER.size + _CRC.size
+        if zlib.crc32(view[at:], zlib.crc32(view[: _SNAP_HEADER.size])) != crc:
             raise StateError("feature snapshot does not match its CRC-32: truncated or damaged")
         try:
             for kind, count in (("c", n_cards), ("m", n_merchants)):
