@@ -27,7 +27,7 @@ from numpy.typing import ArrayLike
 
 from stream_scorer.config import Settings, load_settings
 from stream_scorer.decode import Decoder, Rejection
-from stream_scorer.exceptions import CheckpointError, ConfigError, StreamScorerError
+from stream_scorer.exceptions import CheckpointError, StreamScorerError
 from stream_scorer.model import checkpoint
 from stream_scorer.pipeline import (
     FeatureEngineLike,
@@ -437,12 +437,7 @@ def decoder_of(settings: Settings) -> Decoder:
 
 def checkpoint_key(settings: Settings) -> bytes:
     """The checkpoint signing key, or a :class:`ConfigError` that says how to set it."""
-    key = settings.checkpoint.key
-    if key is None:
-        raise ConfigError(
-            "checkpoints are signed: set STREAM_SCORER_CHECKPOINT__KEY (at least 16 characters)"
-        )
-    return key.get_secret_value().encode()
+    return settings.checkpoint.key_bytes()
 
 
 def backtest(

@@ -10,6 +10,10 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
+from stream_scorer.exceptions import ConfigError
+
+MIN_KEY_CHARS = 16
+
 
 class ModelSettings(BaseModel):
     """The champion model's hyper-parameters (a scaled logistic regression trained by SGD).
@@ -90,11 +94,22 @@ class CheckpointSettings(BaseModel):
     )
     interval_s: float = Field(300.0, gt=0, description="Wall-clock seconds between checkpoints.")
 
-    @model_validator(mode="after")
-    def _check(self) -> CheckpointSettings:
-        if self.key is not None and len(self.key.get_secret_value()) < 16:
-            raise ValueError("checkpoint key must be at least 16 characters")
-        return self
+    def key_bytes(self) -> bytes:
+        """The signing key, or a :class:`ConfigError` that says how to set it.
+
+        Checked here rather than by a validator, so that no error message ever echoes the key.
+        """
+        if self.key is None:
+            raise ConfigError(
+                "checkpoints are signed: set STREAM_SCORER_CHECKPOINT__KEY (at least 16 characters)"
+            )
+        key = self.key.get_secret_value()
+        if len(key) < MIN_KEY_CHARS:
+            raise ConfigError(
+                f"STREAM_SCORER_CHECKPOINT__KEY is too short: "
+                f"{len(key)} characters, at least {MIN_KEY_CHARS} are needed"
+            )
+        return key.encode()
 
 
 class ScorerSettings(BaseModel):

@@ -282,3 +282,11 @@ def test_progress_bar_goes_to_stderr(sim, tmp_path, capsys):
     captured = capsys.readouterr()
     assert "backtest" in captured.err and "100%" in captured.err
     assert captured.out == ""
+
+
+def test_a_short_key_is_refused_without_echoing_it(sim, tmp_path):
+    mixed, _ = sim
+    short = Settings(checkpoint={"key": "s3cr3t-short"})
+    with pytest.raises(ConfigError, match="too short") as err:
+        backtest(mixed, tmp_path / "s.jsonl", short, checkpoint_out=tmp_path / "m.ckpt")
+    assert "s3cr3t" not in str(err.value)
