@@ -8,7 +8,8 @@ so the metrics and detectors can be exercised at any scale without a model. Drif
 - ``new_fraud``: from ``a`` to ``b``, an extra ``new_fraud_rate`` of transactions are fraud the
   model scores like genuine ones (a pattern it has not learned: performance and label-rate drift);
 - ``challenger_offset``: from ``a`` to ``b``, the challenger scores ``offset`` higher
-  (disagreement).
+  (disagreement);
+- ``broken_model``: from ``a`` to ``b``, the champion scores uniformly at random (prediction drift).
 
 >>> s = list(synthetic_scores(3, seed=1))
 >>> sorted(s[0])[:4], s[0]["label"] in (True, False)
@@ -42,6 +43,7 @@ def synthetic_scores(
     new_fraud_rate: float = 0.02,
     challenger_offset: Span | None = None,
     offset: float = 0.3,
+    broken_model: Span | None = None,
     events_per_second: float = 5.0,
     start: datetime | None = None,
     inline_labels: bool = True,
@@ -54,6 +56,8 @@ def synthetic_scores(
         fraud = rng.random() < fraud_rate
         unlearned = not fraud and _within(i, new_fraud) and rng.random() < new_fraud_rate
         p = rng.betavariate(4.0, 2.0) if fraud else rng.betavariate(1.0, 60.0)
+        if _within(i, broken_model):
+            p = rng.random()
         amount = math.exp(rng.gauss(3.3, 0.8)) * (3.0 if fraud else 1.0)
         if _within(i, amount_shift):
             amount *= amount_factor

@@ -78,6 +78,13 @@ def test_challenger_parting_ways_raises_disagreement():
     assert {a["kind"] for _, a in alerts} <= {"disagreement", "performance"}
 
 
+def test_a_broken_model_raises_prediction_drift_with_the_default_threshold():
+    alerts = _run(synthetic_scores(15_000, seed=29, broken_model=(AT, None)))
+    first = _first(alerts, "psi:score")
+    assert first is not None and AT <= first < AT + 1_500, first
+    assert not any(i < AT for i, _ in alerts)
+
+
 def test_ks_method_detects_the_amount_shift_too():
     settings = EvaluationSettings(distribution_method="ks", **SMALL)
     alerts = _run(synthetic_scores(20_000, seed=25, amount_shift=(AT, None)), settings)
