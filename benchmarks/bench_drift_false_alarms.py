@@ -102,6 +102,7 @@ SCENARIOS: dict[str, tuple[dict[str, Any], list[str]]] = {
         dict(new_fraud=(None, None), new_fraud_rate=0.01),
         ["adwin:log_loss"],
     ),
+    "broken model, uniform scores (prediction)": (dict(broken_model=(None, None)), ["psi:score"]),
     "challenger +0.3 (disagreement)": (
         dict(challenger_offset=(None, None)),
         ["mean_abs_diff:champion_vs_challenger"],
