@@ -96,28 +96,41 @@ class CardLayout:
 
         for bucket_s, span, slots, off, names in self._level_params:
             k = int(ts // bucket_s)
-            head, new_head = int(max_ts // bucket_s), int(new_max // bucket_s)
-            if new_head > head:  # the ring moves on: empty the buckets it reuses
-                for a, b in clear_ranges(head, new_head, slots):
-                    a += off
-                    b += off
-                    raw[ca + 2 * a : ca + 2 * b] = ZEROS[: 2 * (b - a)]
-                    raw[va + 4 * a : va + 4 * b] = ZEROS[: 4 * (b - a)]
-                    raw[xa + 4 * a : xa + 4 * b] = ZEROS[: 4 * (b - a)]
-            s0, s1 = off + (k - span + 1) % slots, off + k % slots
-            if s0 <= s1:
-                c = sum(counts[s0 : s1 + 1])
-                s = sum(values[s0 : s1 + 1])
-                mx = max(values[nb + s0 : nb + s1 + 1])
+            s1 = off + k % slots
+            c = -1
+            if not n:
+                c = 0  # a new card: all zeros
             else:
-                end = off + slots
-                c = sum(counts[s0:end]) + sum(counts[off : s1 + 1])
-                s = sum(values[s0:end]) + sum(values[off : s1 + 1])
-                mx = max(max(values[nb + s0 : nb + end]), max(values[nb + off : nb + s1 + 1]))
-            x[names[0]] = math.log1p(c)
-            x[names[1]] = math.log1p(s)
-            x[names[2]] = math.log1p(s / c) if c else 0.0
-            x[names[3]] = math.log1p(mx)
+                head, new_head = int(max_ts // bucket_s), int(new_max // bucket_s)
+                if new_head > head:  # the ring moves on: empty the buckets it reuses
+                    if new_head - head >= slots:
+                        c = 0  # idle longer than the ring: the whole window is empty
+                    for a, b in clear_ranges(head, new_head, slots):
+                        a += off
+                        b += off
+                        raw[ca + 2 * a : ca + 2 * b] = ZEROS[: 2 * (b - a)]
+                        raw[va + 4 * a : va + 4 * b] = ZEROS[: 4 * (b - a)]
+                        raw[xa + 4 * a : xa + 4 * b] = ZEROS[: 4 * (b - a)]
+            if c:
+                s0 = off + (k - span + 1) % slots
+                if s0 <= s1:
+                    c = sum(counts[s0 : s1 + 1])
+                    if c:
+                        s = sum(values[s0 : s1 + 1])
+                        mx = max(values[nb + s0 : nb + s1 + 1])
+                else:
+                    end = off + slots
+                    c = sum(counts[s0:end]) + sum(counts[off : s1 + 1])
+                    if c:
+                        s = sum(values[s0:end]) + sum(values[off : s1 + 1])
+                        mx = max(max(values[nb + s0 : nb + end]), max(values[nb + off : nb + s1 + 1]))
+            if c:
+                x[names[0]] = math.log1p(c)
+                x[names[1]] = math.log1p(s)
+                x[names[2]] = math.log1p(s / c)
+                x[names[3]] = math.log1p(mx)
+            else:
+                x[names[0]] = x[names[1]] = x[names[2]] = x[names[3]] = 0.0
             # Fold the event into its bucket, after the window was read.
             if counts[s1] < _MAX_COUNT:
                 counts[s1] += 1
