@@ -37,7 +37,9 @@ def _rss_bytes() -> int:
     return 0
 
 
-def _stream(n: int, n_cards: int, n_merchants: int, seed: int) -> list[tuple[str, str, float, float]]:
+def _stream(
+    n: int, n_cards: int, n_merchants: int, seed: int
+) -> list[tuple[str, str, float, float]]:
     """Transactions about 20 per second over the cards, 2% of them up to a minute out of order."""
     rng = random.Random(seed)
     weights = [rng.lognormvariate(0, 1) for _ in range(n_cards)]
@@ -68,13 +70,22 @@ def bench_update(n: int, n_cards: int, n_merchants: int, seed: int) -> None:
             observe(m, False, ts, ts + 30.0)
     w1, c1 = time.perf_counter(), time.process_time()
     k = len(timed)
-    print(f"update_raw: {(w1 - w0) / k * 1e6:.1f} us/event wall, {(c1 - c0) / k * 1e6:.1f} us CPU "
-          f"({k} events, {len(eng.cards)} cards, {len(eng.merchants)} merchants, "
-          f"{eng.late_events} late)")
+    print(
+        f"update_raw: {(w1 - w0) / k * 1e6:.1f} us/event wall, {(c1 - c0) / k * 1e6:.1f} us CPU "
+        f"({k} events, {len(eng.cards)} cards, {len(eng.merchants)} merchants, "
+        f"{eng.late_events} late)"
+    )
 
     txns = [
-        Transaction(transaction_id=f"t{i}", event_time=datetime.fromtimestamp(ts, UTC), card_id=c,
-                    merchant_id=m, amount=a, currency="EUR")
+        Transaction(
+            transaction_id=f"t{i}",
+            event_time=datetime.fromtimestamp(ts, UTC),
+            card_id=c,
+            merchant_id=m,
+            amount=a,
+            currency="EUR",
+            is_fraud=None,
+        )
         for i, (c, m, a, ts) in enumerate(timed[: min(k, 50_000)])
     ]
     eng2 = FeatureEngine()
@@ -84,22 +95,28 @@ def bench_update(n: int, n_cards: int, n_merchants: int, seed: int) -> None:
     for txn in txns:
         eng2.update(txn)
     w1, c1 = time.perf_counter(), time.process_time()
-    print(f"update(txn): {(w1 - w0) / len(txns) * 1e6:.1f} us/event wall, "
-          f"{(c1 - c0) / len(txns) * 1e6:.1f} us CPU ({len(txns)} events)")
+    print(
+        f"update(txn): {(w1 - w0) / len(txns) * 1e6:.1f} us/event wall, "
+        f"{(c1 - c0) / len(txns) * 1e6:.1f} us CPU ({len(txns)} events)"
+    )
 
     w0 = time.perf_counter()
     snap = eng.snapshot()
     w1 = time.perf_counter()
     FeatureEngine.restore(snap)
     w2 = time.perf_counter()
-    print(f"snapshot: {len(snap) / 1e6:.1f} MB for {eng.n_entities()} entities, "
-          f"{w1 - w0:.2f} s to write, {w2 - w1:.2f} s to restore")
+    print(
+        f"snapshot: {len(snap) / 1e6:.1f} MB for {eng.n_entities()} entities, "
+        f"{w1 - w0:.2f} s to write, {w2 - w1:.2f} s to restore"
+    )
 
 
 def bench_memory(n_cards: int) -> None:
     eng = FeatureEngine()
     eng.update_raw("card-warm", "m", 10.0, T0)
-    keys = [f"card-{i:08d}" for i in range(n_cards)]  # the keys exist anyway (they arrive in events)
+    keys = [
+        f"card-{i:08d}" for i in range(n_cards)
+    ]  # the keys exist anyway (they arrive in events)
     gc.collect()
     tracemalloc.start()
     before = tracemalloc.get_traced_memory()[0]
@@ -110,10 +127,14 @@ def bench_memory(n_cards: int) -> None:
     tracemalloc.stop()
     value = eng.dump_key("c:card-00000000")
     assert value is not None
-    print(f"card state: {len(value)} bytes serialized (changelog value, with a 6-byte header), "
-          f"{eng._card.size} bytes of buffer")
-    print(f"card in memory (tracemalloc, {n_cards} cards, keys excluded): "
-          f"{(after - before) / n_cards:.0f} bytes per card")
+    print(
+        f"card state: {len(value)} bytes serialized (changelog value, with a 6-byte header), "
+        f"{eng._card.size} bytes of buffer"
+    )
+    print(
+        f"card in memory (tracemalloc, {n_cards} cards, keys excluded): "
+        f"{(after - before) / n_cards:.0f} bytes per card"
+    )
 
 
 def bench_rss(n_cards: int, n_merchants: int) -> None:
@@ -122,13 +143,19 @@ def bench_rss(n_cards: int, n_merchants: int) -> None:
     eng = FeatureEngine()
     rng = random.Random(3)
     for i in range(n_cards):
-        eng.update_raw(f"card-{i:08d}", f"merchant-{rng.randrange(n_merchants):06d}",
-                       10.0 + i % 97, T0 + i * 0.001)
+        eng.update_raw(
+            f"card-{i:08d}",
+            f"merchant-{rng.randrange(n_merchants):06d}",
+            10.0 + i % 97,
+            T0 + i * 0.001,
+        )
     gc.collect()
     rss1 = _rss_bytes()
-    print(f"RSS: {rss0 / 2**20:.0f} MiB -> {rss1 / 2**20:.0f} MiB with {len(eng.cards)} cards and "
-          f"{len(eng.merchants)} merchants: {(rss1 - rss0) / n_cards:.0f} bytes per card "
-          f"(all included: keys, dict, merchants)")
+    print(
+        f"RSS: {rss0 / 2**20:.0f} MiB -> {rss1 / 2**20:.0f} MiB with {len(eng.cards)} cards and "
+        f"{len(eng.merchants)} merchants: {(rss1 - rss0) / n_cards:.0f} bytes per card "
+        f"(all included: keys, dict, merchants)"
+    )
 
 
 def main() -> None:

@@ -1,7 +1,8 @@
 """A card's state in one ``bytearray``: windows, long-run amount statistics and merchant memory.
 
 The in-memory form is the serialized form, so a changelog value is a copy of the buffer and the
-memory a card costs is what you measure (876 bytes with the default settings). Layout, little-endian:
+memory a card costs is what you measure (876 bytes with the default settings).
+Layout, little-endian:
 
 ====================  ==========================================================================
 ``<dddd`` header      latest event time, count, running mean and M2 of amounts (Welford)
@@ -54,8 +55,12 @@ class CardLayout:
         self.merchants_at = self.values_at + 8 * nb
         self.size = self.merchants_at + 12 * k
         self._names = tuple(
-            (f"card_{lv.name}_log_count", f"card_{lv.name}_log_sum", f"card_{lv.name}_log_mean",
-             f"card_{lv.name}_log_max")
+            (
+                f"card_{lv.name}_log_count",
+                f"card_{lv.name}_log_sum",
+                f"card_{lv.name}_log_mean",
+                f"card_{lv.name}_log_max",
+            )
             for lv in self.levels
         )
         self._level_params = tuple(
@@ -77,7 +82,9 @@ class CardLayout:
         """The card's latest event time (``-inf`` for a card never seen)."""
         return HEADER.unpack_from(buf, 0)[0] if HEADER.unpack_from(buf, 0)[1] else -math.inf
 
-    def update(self, buf: bytearray, amount: float, ts: float, mhash: int, x: dict[str, float]) -> bool:
+    def update(
+        self, buf: bytearray, amount: float, ts: float, mhash: int, x: dict[str, float]
+    ) -> bool:
         """Write the card's features of this event into ``x``, fold the event in; True if late."""
         max_ts, n, mean, m2 = HEADER.unpack_from(buf, 0)
         late = False
@@ -123,7 +130,9 @@ class CardLayout:
                     c = sum(counts[s0:end]) + sum(counts[off : s1 + 1])
                     if c:
                         s = sum(values[s0:end]) + sum(values[off : s1 + 1])
-                        mx = max(max(values[nb + s0 : nb + end]), max(values[nb + off : nb + s1 + 1]))
+                        mx = max(
+                            max(values[nb + s0 : nb + end]), max(values[nb + off : nb + s1 + 1])
+                        )
             if c:
                 x[names[0]] = math.log1p(c)
                 x[names[1]] = math.log1p(s)

@@ -14,9 +14,11 @@ Card and merchant clocks are separate; an event is late if it is late for either
 
 from __future__ import annotations
 
+import itertools
 import math
 import struct
 import zlib
+from collections.abc import Iterable
 
 from stream_scorer.events import Transaction
 from stream_scorer.exceptions import StateError
@@ -44,10 +46,12 @@ class FeatureEngine:
 
     >>> from datetime import datetime, UTC
     >>> eng = FeatureEngine()
-    >>> t = lambda a, m: Transaction(transaction_id="t", event_time=datetime(2026, 1, 1, tzinfo=UTC),
-    ...     card_id="c", merchant_id=m, amount=a, currency="EUR")
-    >>> eng.update(t(10.0, "m1"))["card_merchant_new"], eng.update(t(30.0, "m1"))["card_amount_ratio"]
-    (1.0, 3.0)
+    >>> t = lambda a, m: Transaction(transaction_id="t", card_id="c", merchant_id=m,
+    ...     event_time=datetime(2026, 1, 1, tzinfo=UTC), amount=a, currency="EUR")
+    >>> eng.update(t(10.0, "m1"))["card_merchant_new"]
+    1.0
+    >>> eng.update(t(30.0, "m1"))["card_amount_ratio"]
+    3.0
     """
 
     names: tuple[str, ...] = FEATURE_NAMES
@@ -56,7 +60,9 @@ class FeatureEngine:
         self.settings = s = settings or FeatureSettings()
         self._card = CardLayout(s.grace_s, s.card_merchant_slots)
         self._merchant = MerchantLayout(s)
-        self.fingerprint = zlib.crc32(f"{self._card.describe()}|{self._merchant.describe()}".encode())
+        self.fingerprint = zlib.crc32(
+            f"{self._card.describe()}|{self._merchant.describe()}".encode()
+        )
         self.card_horizon_s = max(w for _, w, _ in CARD_WINDOWS) + s.grace_s
         self.merchant_horizon_s = self._merchant.horizon_s
         self.cards: dict[str, bytearray] = {}
@@ -77,8 +83,10 @@ class FeatureEngine:
             ts = txn.event_time.timestamp()
         return self.update_raw(txn.card_id, txn.merchant_id, txn.amount, ts)
 
-    def update_raw(self, card_id: str, merchant_id: str, amount: float, ts: float) -> dict[str, float]:
-        """:meth:`update` from plain values (event time in epoch seconds), for replays and benchmarks."""
+    def update_raw(
+        self, card_id: str, merchant_id: str, amount: float, ts: float
+    ) -> dict[str, float]:
+        """:meth:`update` from plain values (event time in epoch seconds): replays, benchmarks."""
         x = {"log_amount": math.log1p(amount)}
         buf = self.cards.get(card_id)
         if buf is None:
@@ -99,8 +107,10 @@ class FeatureEngine:
         self._dirty_merchants.add(merchant_id)
         return x
 
-    def observe_label(self, merchant_id: str, is_fraud: bool, event_ts: float, label_ts: float) -> None:
-        """A label for a transaction at ``merchant_id`` (at ``event_ts``), known from ``label_ts`` on.
+    def observe_label(
+        self, merchant_id: str, is_fraud: bool, event_ts: float, label_ts: float
+    ) -> None:
+        """A label for a transaction at ``merchant_id`` at ``event_ts``, known from ``label_ts`` on.
 
         A label cannot be known before its transaction happened: ``label_ts`` is taken as at least
         ``event_ts``. Only events at or after that time see it (see :mod:`.merchant`).
@@ -128,7 +138,10 @@ class FeatureEngine:
             self._sweep_cards = len(self.cards)
             self._sweep_pos = 0
             self._next_sweep_ts = watermark_ts + s.evict_interval_s
-        start, stop = self._sweep_pos, min(self._sweep_pos + s.evict_keys_per_call, len(self._sweep))
+        start, stop = (
+            self._sweep_pos,
+            min(self._sweep_pos + s.evict_keys_per_call, len(self._sweep)),
+        )
         self._sweep_pos = stop
         card_cut = watermark_ts - self.card_horizon_s
         merchant_cut = watermark_ts - self.merchant_horizon_s
@@ -160,7 +173,7 @@ class FeatureEngine:
     # -- durable state: a changelog per key, snapshots of the whole -------------------------------
 
     def dirty_keys(self) -> set[str]:
-        """Keys (``c:<card>``, ``m:<merchant>``) updated, labelled or evicted since :meth:`clear_dirty`."""
+        """Keys (``c:<card>``, ``m:<merchant>``) changed or evicted since :meth:`clear_dirty`."""
         return {f"c:{k}" for k in self._dirty_cards} | {f"m:{k}" for k in self._dirty_merchants}
 
     def clear_dirty(self) -> None:
@@ -195,7 +208,9 @@ class FeatureEngine:
         except struct.error as exc:
             raise StateError(f"state value of {key!r} is truncated") from exc
         if tag != kind.upper().encode() or version != _VALUE_VERSION:
-            raise StateError(f"state value of {key!r} is not a version-{_VALUE_VERSION} {kind} value")
+            raise StateError(
+                f"state value of {key!r} is not a version-{_VALUE_VERSION} {kind} value"
+            )
         if fingerprint != self.fingerprint:
             raise StateError(f"state value of {key!r} was written with other feature settings")
         body = value[_VALUE_HEADER.size :]
@@ -204,7 +219,9 @@ class FeatureEngine:
     def _load_body(self, kind: str, ident: str, body: bytes | memoryview) -> None:
         if kind == "c":
             if len(body) != self._card.size:
-                raise StateError(f"card state of {ident!r} has {len(body)} bytes, not {self._card.size}")
+                raise StateError(
+                    f"card state of {ident!r} has {len(body)} bytes, not {self._card.size}"
+                )
             self.cards[ident] = bytearray(body)
         else:
             try:
@@ -215,26 +232,32 @@ class FeatureEngine:
     def snapshot(self) -> bytes:
         """All state as bytes: a versioned header with a CRC-32 of the rest, then every card and
         merchant as ``(u16 key length, key, u32 value length, value)`` (no pickle)."""
-        parts = []
+        parts: list[bytes | bytearray] = []
         append = parts.append
-        for table, dump in ((self.cards, bytes), (self.merchants, self._merchant.dumps)):
-            for ident, state in table.items():
-                k = ident.encode()
-                v = dump(state)  # type: ignore[operator]
-                append(_KEY_LEN.pack(len(k)))
-                append(k)
-                append(_VALUE_LEN.pack(len(v)))
-                append(v)
+        dump = self._merchant.dumps
+        entries: Iterable[tuple[str, bytes | bytearray]] = itertools.chain(
+            self.cards.items(), ((ident, dump(m)) for ident, m in self.merchants.items())
+        )
+        for ident, value in entries:
+            k = ident.encode()
+            append(_KEY_LEN.pack(len(k)))
+            append(k)
+            append(_VALUE_LEN.pack(len(value)))
+            append(value)
         body = b"".join(parts)
         header = _SNAP_HEADER.pack(
-            SNAPSHOT_MAGIC, SNAPSHOT_VERSION, self.fingerprint, self.late_events,
-            len(self.cards), len(self.merchants),
+            SNAPSHOT_MAGIC,
+            SNAPSHOT_VERSION,
+            self.fingerprint,
+            self.late_events,
+            len(self.cards),
+            len(self.merchants),
         )
         return header + _CRC.pack(zlib.crc32(body, zlib.crc32(header))) + body
 
     @classmethod
     def restore(cls, data: bytes, settings: FeatureSettings | None = None) -> FeatureEngine:
-        """An engine holding the state of :meth:`snapshot`'s bytes; StateError if they do not fit."""
+        """An engine with the state of :meth:`snapshot`'s bytes; StateError if they do not fit."""
         eng = cls(settings)
         view = memoryview(data)
         try:
@@ -275,5 +298,7 @@ class FeatureEngine:
 def _split(key: str) -> tuple[str, str]:
     kind, sep, ident = key.partition(":")
     if not sep or kind not in ("c", "m") or not ident:
-        raise StateError(f"not a feature-state key: {key!r} (expected 'c:<card>' or 'm:<merchant>')")
+        raise StateError(
+            f"not a feature-state key: {key!r} (expected 'c:<card>' or 'm:<merchant>')"
+        )
     return kind, ident

@@ -54,16 +54,26 @@ class MerchantLayout:
         self.prior_frauds = settings.merchant_risk_prior_rate * settings.merchant_risk_prior_weight
         self.prior_weight = settings.merchant_risk_prior_weight
         self._zeros = memoryview(array("d", bytes(8 * max(self.n_buckets, self.risk.slots))))
-        self.horizon_s = max(max(lv.width_s for lv in self.levels), self.risk.width_s) + self.grace_s
+        self.horizon_s = (
+            max(max(lv.width_s for lv in self.levels), self.risk.width_s) + self.grace_s
+        )
         self._level_params = tuple(
-            (lv.bucket_s, lv.span, lv.slots, lv.offset,
-             f"merchant_{lv.name}_log_count", f"merchant_{lv.name}_log_mean")
+            (
+                lv.bucket_s,
+                lv.span,
+                lv.slots,
+                lv.offset,
+                f"merchant_{lv.name}_log_count",
+                f"merchant_{lv.name}_log_mean",
+            )
             for lv in self.levels
         )
 
     def describe(self) -> str:
         """A string that changes whenever the layout does (it is part of the state fingerprint)."""
-        lv = ",".join(f"{x.name}:{x.width_s:g}/{x.bucket_s:g}x{x.slots}" for x in (*self.levels, self.risk))
+        lv = ",".join(
+            f"{x.name}:{x.width_s:g}/{x.bucket_s:g}x{x.slots}" for x in (*self.levels, self.risk)
+        )
         return f"merchant1[{lv}]"
 
     def new(self) -> MerchantState:
@@ -71,7 +81,7 @@ class MerchantLayout:
         return MerchantState(self.n_buckets, self.risk.slots)
 
     def update(self, m: MerchantState, amount: float, ts: float, x: dict[str, float]) -> bool:
-        """Write the merchant's features of this event into ``x``, fold the event in; True if late."""
+        """Write the merchant's features of this event into ``x``, fold it in; True if late."""
         max_ts = m.max_ts
         raw_ts = ts
         late = False
@@ -101,8 +111,8 @@ class MerchantLayout:
                 s = sum(sums[s0:end]) + sum(sums[off : s1 + 1])
             x[count_name] = math.log1p(c)
             x[mean_name] = math.log1p(s / c) if c else 0.0
-            counts[s1] += 1.0
-            sums[s1] += amount
+            m.counts[s1] += 1.0
+            m.sums[s1] += amount
 
         # Labels: move the ring on, fold the labels the clock has now passed, then read.
         risk = self.risk
@@ -167,11 +177,17 @@ class MerchantLayout:
         """The merchant's state as bytes (arrays of float64, then the pending labels)."""
         lts = array("d", [p[0] for p in m.pending])
         flags = bytes(1 if p[1] else 0 for p in m.pending)
-        return b"".join((
-            _HEADER.pack(m.max_ts, m.seen_ts, len(m.pending)),
-            m.counts.tobytes(), m.sums.tobytes(), m.labels.tobytes(), m.frauds.tobytes(),
-            lts.tobytes(), flags,
-        ))
+        return b"".join(
+            (
+                _HEADER.pack(m.max_ts, m.seen_ts, len(m.pending)),
+                m.counts.tobytes(),
+                m.sums.tobytes(),
+                m.labels.tobytes(),
+                m.frauds.tobytes(),
+                lts.tobytes(),
+                flags,
+            )
+        )
 
     def loads(self, data: bytes | memoryview) -> MerchantState:
         """The inverse of :meth:`dumps`; raises ``ValueError`` when the bytes do not fit."""

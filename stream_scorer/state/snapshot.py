@@ -41,7 +41,7 @@ def _digest(meta: bytes, body: bytes | memoryview) -> bytes:
 
 
 def write_snapshot(path: str | os.PathLike[str], body: bytes, metadata: dict[str, Any]) -> None:
-    """Write ``body`` and ``metadata`` to ``path`` so that a reader sees the old file or the new one.
+    """Write ``body`` and ``metadata`` to ``path``: a reader sees the old file or the new one.
 
     Steps, in this order because a crash may fall between any two of them:
 
@@ -76,7 +76,7 @@ def write_snapshot(path: str | os.PathLike[str], body: bytes, metadata: dict[str
 def read_snapshot(path: str | os.PathLike[str]) -> tuple[bytes, dict[str, Any]]:
     """The body and metadata of a snapshot file; StateError if it is foreign, truncated or altered.
 
-    A missing file raises ``FileNotFoundError``: the caller decides whether that means a fresh start.
+    A missing file raises ``FileNotFoundError``: the caller decides if that means a fresh start.
     """
     data = Path(path).read_bytes()
     try:

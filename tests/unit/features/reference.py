@@ -32,7 +32,7 @@ def bucket(ts: float, width: float) -> int:
 
 
 def in_window(te: float, t: float, width: float, bucket_s: float) -> bool:
-    """Whether time ``te`` falls in the ``width`` window read at ``t`` (whole buckets, up to t's)."""
+    """Whether ``te`` is in the ``width`` window read at ``t`` (whole buckets, up to t's own)."""
     k = bucket(t, bucket_s)
     return k - round(width / bucket_s) < bucket(te, bucket_s) <= k
 
@@ -94,14 +94,17 @@ def reference_features(
         for name, width, bucket_s in MERCHANT_WINDOWS:
             amounts = [a for te, a in mpast if in_window(te, tm, width, bucket_s)]
             x[f"merchant_{name}_log_count"] = math.log1p(len(amounts))
-            x[f"merchant_{name}_log_mean"] = math.log1p(sum(amounts) / len(amounts)) if amounts else 0.0
+            x[f"merchant_{name}_log_mean"] = (
+                math.log1p(sum(amounts) / len(amounts)) if amounts else 0.0
+            )
         mpast.append((tm, amount))
         # Labels known strictly before the event; for a late event, only those known before the
         # bucket of its real time (the window itself is read at the effective time).
         rw, rb = settings.merchant_risk_window_s, settings.merchant_risk_bucket_s
         if merchant_late:
             used = [
-                f for lt, f in labels[merchant]
+                f
+                for lt, f in labels[merchant]
                 if in_window(lt, tm, rw, rb) and bucket(lt, rb) < bucket(ts, rb)
             ]
         else:

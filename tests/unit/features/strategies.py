@@ -46,9 +46,11 @@ def streams(draw: st.DrawFn, max_items: int = 60) -> list[tuple[Any, ...]]:
         step = draw(st.sampled_from([0, 1, 15, 60, 600, 3_600, 6 * 3_600, 86_400, 3 * 86_400]))
         clock += step * draw(st.integers(0, 8)) / 4
         if draw(st.booleans()):
-            lag = draw(st.sampled_from([0, 0, 0, 10, 100, 400, 4_000, 90_000])) * draw(
-                st.integers(0, 4)
-            ) / 4
+            lag = (
+                draw(st.sampled_from([0, 0, 0, 10, 100, 400, 4_000, 90_000]))
+                * draw(st.integers(0, 4))
+                / 4
+            )
         else:  # right at, just inside or just beyond a grace
             lag = draw(st.sampled_from(GRACES)) + draw(st.sampled_from([-0.25, 0.0, 0.25]))
         ts = clock - lag

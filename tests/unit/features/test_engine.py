@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 from pydantic import ValidationError
@@ -15,8 +16,13 @@ from tests.unit.features.strategies import T0
 
 def test_card_features_is_the_engine_for_the_worker() -> None:
     txn = Transaction(
-        transaction_id="t", event_time=datetime(2026, 1, 1, tzinfo=UTC), card_id="c",
-        merchant_id="m", amount=12.5, currency="EUR",
+        transaction_id="t",
+        event_time=datetime(2026, 1, 1, tzinfo=UTC),
+        card_id="c",
+        merchant_id="m",
+        amount=12.5,
+        currency="EUR",
+        is_fraud=None,
     )
     f = CardFeatures()
     x = f.update(txn)
@@ -76,14 +82,17 @@ def test_time_features() -> None:
 @pytest.mark.parametrize(
     "kwargs",
     [
-        {"grace_s": -1}, {"grace_s": 3_601}, {"unknown": 1},
+        {"grace_s": -1},
+        {"grace_s": 3_601},
+        {"unknown": 1},
         {"merchant_risk_window_s": 10 * 86_400, "merchant_risk_bucket_s": 3 * 86_400},
-        {"card_merchant_slots": 0}, {"merchant_risk_prior_rate": 2},
+        {"card_merchant_slots": 0},
+        {"merchant_risk_prior_rate": 2},
     ],
 )
-def test_bad_settings_are_refused(kwargs: dict[str, float]) -> None:
+def test_bad_settings_are_refused(kwargs: dict[str, Any]) -> None:
     with pytest.raises(ValidationError):
-        FeatureSettings(**kwargs)
+        FeatureSettings.model_validate(kwargs)
 
 
 def test_settings_are_described() -> None:

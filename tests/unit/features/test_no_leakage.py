@@ -13,7 +13,7 @@ from tests.unit.features.strategies import T0, run, settings_st, streams
 
 def _known_at(item: tuple[Any, ...], ts: float) -> bool:
     _, _, _, event_ts, label_ts = item
-    return max(event_ts, label_ts) < ts
+    return bool(max(event_ts, label_ts) < ts)
 
 
 @settings(max_examples=150, deadline=None)

@@ -127,8 +127,15 @@ def test_bad_changelog_values_are_refused() -> None:
     other = FeatureEngine(FeatureSettings(card_merchant_slots=4))
     fresh = FeatureEngine()
     for key, value in [
-        ("c:x", card[:-1]), ("c:x", merchant), ("m:x", card), ("m:x", merchant[:-3]),
-        ("m:x", b""), ("c:x", b"\x00"), ("x:y", card), ("c:", card), ("nocolon", card),
+        ("c:x", card[:-1]),
+        ("c:x", merchant),
+        ("m:x", card),
+        ("m:x", merchant[:-3]),
+        ("m:x", b""),
+        ("c:x", b"\x00"),
+        ("x:y", card),
+        ("c:", card),
+        ("nocolon", card),
     ]:
         with pytest.raises(StateError):
             fresh.load_key(key, value)

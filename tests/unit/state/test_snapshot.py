@@ -35,8 +35,9 @@ def test_overwrite_replaces_the_whole_file(tmp_path: Path) -> None:
 
 @settings(max_examples=60, deadline=None)
 @given(body=st.binary(max_size=300), data=st.data())
-def test_any_altered_byte_is_refused(tmp_path_factory: pytest.TempPathFactory, body: bytes,
-                                     data: st.DataObject) -> None:
+def test_any_altered_byte_is_refused(
+    tmp_path_factory: pytest.TempPathFactory, body: bytes, data: st.DataObject
+) -> None:
     path = tmp_path_factory.mktemp("snap") / "s"
     write_snapshot(path, body, {"offsets": {"t:0": 1}})
     raw = bytearray(path.read_bytes())
@@ -68,7 +69,9 @@ def test_missing_file_is_not_a_state_error(tmp_path: Path) -> None:
         read_snapshot(tmp_path / "none")
 
 
-def test_a_failed_write_leaves_the_old_snapshot(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_failed_write_leaves_the_old_snapshot(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     path = tmp_path / "s"
     write_snapshot(path, b"old", {"v": 1})
 
