@@ -122,6 +122,9 @@ def bench_memory(n_cards: int) -> None:
     before = tracemalloc.get_traced_memory()[0]
     for i, key in enumerate(keys):
         eng.update_raw(key, "m", 10.0 + i % 7, T0 + i * 0.01)
+        if i % 500 == 0:
+            eng.clear_dirty()  # per batch, as the worker does after writing the changelog
+    eng.clear_dirty()
     gc.collect()
     after = tracemalloc.get_traced_memory()[0]
     tracemalloc.stop()
@@ -143,12 +146,16 @@ def bench_rss(n_cards: int, n_merchants: int) -> None:
     eng = FeatureEngine()
     rng = random.Random(3)
     for i in range(n_cards):
+        if i % 500 == 0:
+            eng.clear_dirty()
         eng.update_raw(
             f"card-{i:08d}",
             f"merchant-{rng.randrange(n_merchants):06d}",
             10.0 + i % 97,
             T0 + i * 0.001,
         )
+    gc.collect()
+    eng.clear_dirty()
     gc.collect()
     rss1 = _rss_bytes()
     print(
@@ -169,9 +176,9 @@ def main() -> None:
     ap.add_argument("--rss-cards", type=int, default=1_000_000)
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
+    bench_rss(args.rss_cards, args.merchants)  # first: freed memory would hide later growth
     bench_update(args.events, args.cards, args.merchants, args.seed)
     bench_memory(args.memory_cards)
-    bench_rss(args.rss_cards, args.merchants)
 
 
 if __name__ == "__main__":

@@ -39,6 +39,7 @@ _VALUE_VERSION = 1
 _DAY_ANGLE = 2.0 * math.pi / 86_400.0
 _WEEK_ANGLE = 2.0 * math.pi / (7 * 86_400.0)
 _MONDAY_OFFSET_S = 3 * 86_400.0  # 1970-01-01 was a Thursday
+_MAX_TS = 2**32 * 3_600.0 / 2  # hours since 1970 must fit the uint32 merchant memory
 
 
 class FeatureEngine:
@@ -87,6 +88,10 @@ class FeatureEngine:
         self, card_id: str, merchant_id: str, amount: float, ts: float
     ) -> dict[str, float]:
         """:meth:`update` from plain values (event time in epoch seconds): replays, benchmarks."""
+        if not (amount > 0.0 and 0.0 < ts < _MAX_TS):  # also refuses NaN; Transaction ensures it
+            raise ValueError(
+                f"amount must be > 0 and event time in (0, {_MAX_TS:g}): {amount}, {ts}"
+            )
         x = {"log_amount": math.log1p(amount)}
         buf = self.cards.get(card_id)
         if buf is None:

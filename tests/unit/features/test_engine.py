@@ -63,7 +63,7 @@ def test_merchant_memory_forgets_the_least_recently_seen_when_full() -> None:
 
 def test_every_feature_is_finite_at_the_extremes() -> None:
     eng = FeatureEngine()
-    for amount, ts in [(1e-9, T0), (1e9, T0), (1e9, T0 + 1), (1e-9, T0 + 2), (1.0, 0.0)]:
+    for amount, ts in [(1e-9, T0), (1e9, T0), (1e9, T0 + 1), (1e-9, T0 + 2), (1.0, 1.0)]:
         x = eng.update_raw("c", "m", amount, ts)
         assert all(math.isfinite(v) for v in x.values()), x
         assert -10.0 <= x["card_amount_z"] <= 10.0 and 0.0 <= x["card_amount_ratio"] <= 100.0
@@ -105,3 +105,13 @@ def test_card_state_is_small() -> None:
     eng.update_raw("c", "m", 1.0, T0)
     value = eng.dump_key("c:c")
     assert value is not None and len(value) <= 1024
+
+
+@pytest.mark.parametrize(
+    ("amount", "ts"), [(0.0, T0), (-1.0, T0), (math.nan, T0), (1.0, -5.0), (1.0, math.nan)]
+)
+def test_impossible_values_are_refused(amount: float, ts: float) -> None:
+    eng = FeatureEngine()
+    with pytest.raises(ValueError):
+        eng.update_raw("c", "m", amount, ts)
+    assert eng.n_entities() == 0
