@@ -79,3 +79,14 @@ FEATURES: dict[str, str] = _build()
 """Feature name -> one-line description, in the engine's output order."""
 
 FEATURE_NAMES: tuple[str, ...] = tuple(FEATURES)
+
+
+def markdown_table() -> str:
+    """The README's feature table, generated from :data:`FEATURES`.
+
+    >>> print(markdown_table().splitlines()[2])
+    | `log_amount` | log1p(amount) |
+    """
+    rows = ["| Feature | Description |", "|---|---|"]
+    rows += [f"| `{name}` | {description} |" for name, description in FEATURES.items()]
+    return "\n".join(rows)

@@ -115,3 +115,11 @@ def test_impossible_values_are_refused(amount: float, ts: float) -> None:
     with pytest.raises(ValueError):
         eng.update_raw("c", "m", amount, ts)
     assert eng.n_entities() == 0
+
+
+def test_the_readme_table_lists_every_feature() -> None:
+    from stream_scorer.features.catalog import markdown_table
+
+    table = markdown_table()
+    assert all(f"| `{name}` |" in table for name in FeatureEngine.names)
+    assert len(table.splitlines()) == len(FeatureEngine.names) + 2
