@@ -80,7 +80,8 @@ class CardLayout:
     @staticmethod
     def latest(buf: bytearray) -> float:
         """The card's latest event time (``-inf`` for a card never seen)."""
-        return HEADER.unpack_from(buf, 0)[0] if HEADER.unpack_from(buf, 0)[1] else -math.inf
+        latest, count, _, _ = HEADER.unpack_from(buf, 0)
+        return latest if count else -math.inf
 
     def update(
         self, buf: bytearray, amount: float, ts: float, mhash: int, x: dict[str, float]

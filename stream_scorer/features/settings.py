@@ -12,6 +12,13 @@ class FeatureSettings(BaseModel):
 
     Changing ``grace_s``, ``card_merchant_slots`` or the merchant-risk window changes the state's
     layout: a snapshot or changelog written with other values is refused on restore.
+
+    Why a 5-minute grace: one card's events come out of order by seconds to a minute (producer
+    retries, several acquirers or regions, a rebalance replaying a partition); five minutes
+    covers that with room to spare and costs 7 more ring slots per card (about 70 bytes: the
+    10-minute window keeps 16 one-minute buckets instead of 11). Later events (offline terminals,
+    batch uploads hours late) are rare and no grace short of a day would cover them: they are
+    counted in ``late_events`` and folded in at ``latest - grace`` rather than dropped.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
