@@ -15,10 +15,11 @@ class FeatureSettings(BaseModel):
 
     Why a 5-minute grace: one card's events come out of order by seconds to a minute (producer
     retries, several acquirers or regions, a rebalance replaying a partition); five minutes
-    covers that with room to spare and costs 7 more ring slots per card (about 70 bytes: the
-    10-minute window keeps 16 one-minute buckets instead of 11). Later events (offline terminals,
-    batch uploads hours late) are rare and no grace short of a day would cover them: they are
-    counted in ``late_events`` and folded in at ``latest - grace`` rather than dropped.
+    covers that with room to spare and costs 6 more ring slots per card (60 bytes: the 10-minute
+    window keeps 16 one-minute buckets instead of 11, the hour 14 instead of 13); the maximum,
+    one hour, would cost 1548 bytes a card. Later events (offline terminals, batch uploads hours
+    late) are rare and no grace short of a day would cover them: they are counted in
+    ``late_events`` and folded in at ``latest - grace`` rather than dropped.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
