@@ -18,7 +18,6 @@ from array import array
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -28,10 +27,15 @@ from numpy.typing import ArrayLike
 
 from stream_scorer.config import Settings, load_settings
 from stream_scorer.decode import Decoder, Rejection
-from stream_scorer.exceptions import ConfigError
+from stream_scorer.exceptions import CheckpointError, StreamScorerError
 from stream_scorer.model import checkpoint
-from stream_scorer.model.settings import ScorerSettings
-from stream_scorer.pipeline import FeatureEngineLike, Scorer, default_feature_engine, scorer_from_checkpoint
+from stream_scorer.pipeline import (
+    FeatureEngineLike,
+    Scorer,
+    default_feature_engine,
+    scorer_from_checkpoint,
+    scorer_settings,
+)
 
 
 def _ranked(y_true: ArrayLike, y_score: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
@@ -135,6 +139,7 @@ class BacktestResult:
     rejects_by_kind: dict[str, int] = field(default_factory=dict)
     labelled: int = 0
     seconds: float = 0.0
+    cpu_seconds: float = 0.0
     counters: dict[str, int] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
     checkpoint_generation: int | None = None
@@ -183,7 +188,7 @@ def replay(
     newline = orjson.OPT_APPEND_NEWLINE
     size = os.path.getsize(input_path)
     show = sys.stderr.isatty() if progress is None else progress
-    t_start = time.perf_counter()
+    t_start, cpu_start = time.perf_counter(), time.process_time()
     with ExitStack() as stack:
         src = stack.enter_context(open(input_path, "rb"))
         out = stack.enter_context(open(scores_out, "wb"))
@@ -200,7 +205,7 @@ def replay(
                 continue
             result.lines += 1
             txn = decode(line, math.inf)
-            if type(txn) is Rejection:
+            if isinstance(txn, Rejection):
                 rejects[txn.kind] = rejects.get(txn.kind, 0) + 1
                 if rej is not None:
                     rej.write(dumps(_reject_record(lineno, txn, line), option=newline))
@@ -215,6 +220,7 @@ def replay(
         if bar is not None:
             bar.update(pending_bytes)
     result.seconds = time.perf_counter() - t_start
+    result.cpu_seconds = time.process_time() - cpu_start
     result.scored = len(cols.score)
     result.rejects = sum(rejects.values())
     result.rejects_by_kind = dict(sorted(rejects.items()))
@@ -276,7 +282,13 @@ def _metrics(result: BacktestResult, cols: _Columns, scorer: Scorer) -> dict[str
         "challenger_average_precision": None,
         "label_delay_s": scorer.label_delay_s,
         "seconds": round(result.seconds, 3),
-        "throughput_events_per_s": round(len(cols.score) / result.seconds, 1) if result.seconds > 0 else None,
+        "throughput_events_per_s": round(len(cols.score) / result.seconds, 1)
+        if result.seconds > 0
+        else None,
+        "cpu_seconds": round(result.cpu_seconds, 3),
+        "events_per_cpu_s": round(len(cols.score) / result.cpu_seconds, 1)
+        if result.cpu_seconds > 0
+        else None,
         "counters": result.counters,
     }
     if scorer.challenger is not None and c.size and not np.isnan(c).all():
@@ -295,7 +307,9 @@ def _num(v: float) -> float | None:
 PLOTS = ("roc.png", "pr.png", "score_hist.png", "rolling_ap.png")
 
 
-def write_report(directory: Path, result: BacktestResult, cols: _Columns, scorer: Scorer) -> list[Path]:
+def write_report(
+    directory: Path, result: BacktestResult, cols: _Columns, scorer: Scorer
+) -> list[Path]:
     """metrics.json, four PNG plots and an index.html that shows them, in ``directory``."""
     import matplotlib
 
@@ -337,8 +351,12 @@ def write_report(directory: Path, result: BacktestResult, cols: _Columns, scorer
     fig, ax = plt.subplots(figsize=(5.5, 5))
     for name, v in series:
         precision, recall = pr_curve(y, v)
-        ax.step(np.r_[0.0, recall], np.r_[precision[:1], precision], where="pre",
-                label=f"{name} (AP {_fmt(average_precision(y, v))})")
+        ax.step(
+            np.r_[0.0, recall],
+            np.r_[precision[:1], precision],
+            where="pre",
+            label=f"{name} (AP {_fmt(average_precision(y, v))})",
+        )
     if y.size:
         ax.axhline(y.mean(), color="grey", linestyle=":", linewidth=1, label="fraud rate")
     ax.set(xlabel="recall", ylabel="precision", title="Precision-recall", ylim=(0, 1.02))
@@ -346,11 +364,27 @@ def write_report(directory: Path, result: BacktestResult, cols: _Columns, scorer
     save(fig, "pr.png")
 
     fig, ax = plt.subplots(figsize=(6.5, 4))
-    bins = np.linspace(0, 1, 51)
-    ax.hist(s[~y], bins=bins, alpha=0.6, density=True, label=f"genuine ({int((~y).sum())})")
-    ax.hist(s[y], bins=bins, alpha=0.6, density=True, label=f"fraud ({int(y.sum())})")
-    ax.axvline(scorer.settings.review_threshold, color="orange", linestyle="--", linewidth=1, label="review")
-    ax.axvline(scorer.settings.decline_threshold, color="red", linestyle="--", linewidth=1, label="decline")
+    ax.hist(
+        s[~y],
+        bins=50,
+        range=(0.0, 1.0),
+        alpha=0.6,
+        density=True,
+        label=f"genuine ({int((~y).sum())})",
+    )
+    ax.hist(
+        s[y], bins=50, range=(0.0, 1.0), alpha=0.6, density=True, label=f"fraud ({int(y.sum())})"
+    )
+    ax.axvline(
+        scorer.settings.review_threshold,
+        color="orange",
+        linestyle="--",
+        linewidth=1,
+        label="review",
+    )
+    ax.axvline(
+        scorer.settings.decline_threshold, color="red", linestyle="--", linewidth=1, label="decline"
+    )
     ax.set(xlabel="champion score", ylabel="density", title="Scores by class", yscale="log")
     ax.legend(fontsize=8)
     save(fig, "score_hist.png")
@@ -358,8 +392,13 @@ def write_report(directory: Path, result: BacktestResult, cols: _Columns, scorer
     fig, ax = plt.subplots(figsize=(7, 4))
     for name, v in series:
         mid, aps = rolling_average_precision(t, y, v)
-        ax.plot([datetime.fromtimestamp(x, UTC) for x in mid], aps, marker=".", label=name)
-    ax.set(xlabel="event time", ylabel="average precision", title="Average precision over event time", ylim=(0, 1))
+        ax.plot((mid * 1000).astype("datetime64[ms]"), aps, marker=".", label=name)
+    ax.set(
+        xlabel="event time",
+        ylabel="average precision",
+        title="Average precision over event time",
+        ylim=(0, 1),
+    )
     ax.legend(fontsize=8)
     fig.autofmt_xdate()
     save(fig, "rolling_ap.png")
@@ -376,7 +415,8 @@ def write_report(directory: Path, result: BacktestResult, cols: _Columns, scorer
         "<style>body{font-family:sans-serif;margin:2em}td,th{padding:2px 8px;text-align:left}"
         "figure{display:inline-block;margin:0 1em 1em 0}</style></head><body>"
         f"<h1>Backtest</h1><table>{rows}</table>{imgs}"
-        "<p>Details, including the pending-store counts, are in <a href='metrics.json'>metrics.json</a>.</p>"
+        "<p>Details, including the pending-store counts, are in "
+        "<a href='metrics.json'>metrics.json</a>.</p>"
         "</body></html>",
         encoding="utf-8",
     )
@@ -391,30 +431,13 @@ def _fmt(v: float) -> str:
 # -- entry points (the CLI's backtest and score-file) -------------------------------------------
 
 
-def scorer_settings(settings: Settings, label_delay_s: float = 0.0) -> ScorerSettings:
-    """The scorer's part of the process settings."""
-    return ScorerSettings(
-        review_threshold=settings.review_threshold,
-        decline_threshold=settings.decline_threshold,
-        model=settings.model,
-        challenger=settings.challenger,
-        pending=settings.pending,
-        label_delay_s=label_delay_s,
-    )
-
-
 def decoder_of(settings: Settings) -> Decoder:
     return Decoder(max_bytes=settings.max_event_bytes, min_event_time=settings.min_event_time)
 
 
 def checkpoint_key(settings: Settings) -> bytes:
     """The checkpoint signing key, or a :class:`ConfigError` that says how to set it."""
-    key = settings.checkpoint.key
-    if key is None:
-        raise ConfigError(
-            "checkpoints are signed: set STREAM_SCORER_CHECKPOINT__KEY (at least 16 characters)"
-        )
-    return key.get_secret_value().encode()
+    return settings.checkpoint.key_bytes()
 
 
 def backtest(
@@ -431,19 +454,32 @@ def backtest(
 ) -> BacktestResult:
     """Replay ``input_path`` with fresh models that learn as they go; optionally save them.
 
-    The checkpoint key is checked before the replay, so a missing key fails fast.
+    The checkpoint key is checked before the replay, so a missing key fails fast. The checkpoint
+    also holds the feature engine's state at the end of the file (when the engine can snapshot),
+    so that ``score-file`` on a later file starts from the same card and merchant histories.
     """
     settings = settings or load_settings()
     key = checkpoint_key(settings) if checkpoint_out is not None else None
     scorer = Scorer(scorer_settings(settings, label_delay_s), feature_engine_factory)
     result = replay(
-        input_path, scores_out, scorer, learn=True, rejects_path=rejects_path,
-        report_dir=report_dir, decoder=decoder_of(settings), progress=progress,
+        input_path,
+        scores_out,
+        scorer,
+        learn=True,
+        rejects_path=rejects_path,
+        report_dir=report_dir,
+        decoder=decoder_of(settings),
+        progress=progress,
     )
     if checkpoint_out is not None and key is not None:
+        snapshot = getattr(scorer.partition(0).engine, "snapshot", None)
         result.checkpoint_generation = checkpoint.save(
-            checkpoint_out, scorer.champion, scorer.challenger, key,
+            checkpoint_out,
+            scorer.champion,
+            scorer.challenger,
+            key,
             meta={"source": "backtest", "input": os.fspath(input_path), "scored": result.scored},
+            features=snapshot() if snapshot is not None else None,
         )
     return result
 
@@ -457,13 +493,42 @@ def score_file(
     rejects_path: str | os.PathLike[str] | None = None,
     report_dir: str | os.PathLike[str] | None = None,
     progress: bool | None = None,
+    fresh_features: bool = False,
+    label_delay_s: float = 0.0,
+    use_labels: bool = True,
     feature_engine_factory: Callable[[], FeatureEngineLike] = default_feature_engine,
 ) -> BacktestResult:
-    """Score ``input_path`` with the models of a verified checkpoint, learning nothing."""
+    """Score ``input_path`` with the models of a verified checkpoint, learning nothing.
+
+    The models stay frozen; the feature engine still folds each event in (features are history)
+    and, unless ``use_labels`` is off, hears each inline label ``label_delay_s`` after its event,
+    as the live engine hears the labels topic (its merchant risk features need them). It starts
+    from the checkpoint's feature state when there is one, unless ``fresh_features``: from empty
+    state, early events look like first purchases at unknown merchants.
+    """
     settings = settings or load_settings()
     ckpt = checkpoint.load(checkpoint_path, checkpoint_key(settings))
-    scorer = scorer_from_checkpoint(ckpt, scorer_settings(settings), feature_engine_factory)
+    scorer = scorer_from_checkpoint(
+        ckpt, scorer_settings(settings, label_delay_s), feature_engine_factory, frozen=True
+    )
+    if ckpt.features is not None and not fresh_features:
+        state = scorer.partition(0)
+        restore = getattr(type(state.engine), "restore", None)
+        if restore is not None:
+            try:
+                state.engine = restore(ckpt.features)
+            except (StreamScorerError, ValueError) as exc:
+                raise CheckpointError(
+                    f"{checkpoint_path}: its feature state does not fit this feature engine "
+                    f"({exc}); score with --fresh-features to start from empty state"
+                ) from exc
     return replay(
-        input_path, scores_out, scorer, learn=False, rejects_path=rejects_path,
-        report_dir=report_dir, decoder=decoder_of(settings), progress=progress,
+        input_path,
+        scores_out,
+        scorer,
+        learn=use_labels,
+        rejects_path=rejects_path,
+        report_dir=report_dir,
+        decoder=decoder_of(settings),
+        progress=progress,
     )

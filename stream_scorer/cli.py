@@ -8,6 +8,7 @@ import signal
 import sys
 import time
 from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -74,6 +75,24 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from stream_scorer.evaluator import Evaluator
+
+    port = {"metrics_port": args.metrics_port} if args.metrics_port is not None else None
+    settings = _settings(args, evaluation=port)
+    _configure_logging(settings)
+    evaluator = Evaluator(settings)
+
+    def _graceful(signum: int, frame: FrameType | None) -> None:
+        logger.info("signal %s: finishing the batch, then stopping", signal.Signals(signum).name)
+        evaluator.stop()
+
+    signal.signal(signal.SIGTERM, _graceful)
+    signal.signal(signal.SIGINT, _graceful)
+    evaluator.run()
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from stream_scorer.demo import run_demo
 
@@ -122,11 +141,70 @@ def cmd_schemas(args: argparse.Namespace) -> int:
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
-    from stream_scorer.simulate import write_jsonl
+    from stream_scorer import simulate
 
-    n = write_jsonl(Path(args.out), args.count, seed=args.seed, drift_at=args.drift_at)
-    print(f"wrote {n} transactions to {args.out}")
-    return 0
+    if args.to_kafka == bool(args.out):
+        print("stream-scorer simulate: give one of --to-kafka and --out FILE", file=sys.stderr)
+        return 2
+    start = args.start
+    if not args.to_kafka:
+        count = args.count if args.count is not None else 100_000
+        config = simulate.SimConfig(**({"start": start} if start else {}))
+        n = simulate.write_jsonl(
+            Path(args.out), count, seed=args.seed, drift_at=args.drift_at,
+            labels_path=Path(args.labels_out) if args.labels_out else None,
+            label_delay_mean_s=args.label_delay_mean, inline_labels=args.inline_labels,
+            config=config,
+        )
+        also = f", labels to {args.labels_out}" if args.labels_out else ""
+        print(f"wrote {n} transactions to {args.out}{also}")
+        return 0
+
+    import threading
+
+    settings = _settings(args)
+    _configure_logging(settings)
+    rate = args.rate if args.rate > 0 else None
+    # Event time follows the wall clock: the world's rate is the sending rate, starting now. Sent
+    # as fast as possible (--rate 0), a counted run is a backfill whose event time ends about now
+    # (never days ahead, where workers would dead-letter it as dated in the future).
+    eps = rate or simulate.SimConfig().events_per_second
+    if start is None:
+        start = datetime.now(UTC)
+        if rate is None and args.count:
+            start -= timedelta(seconds=args.count / eps)
+    config = simulate.SimConfig(events_per_second=eps, start=start, drift_at=args.drift_at)
+    stop = threading.Event()
+
+    def _graceful(signum: int, frame: FrameType | None) -> None:
+        name = signal.Signals(signum).name
+        logger.info("signal %s: sending the waiting labels, flushing, then stopping", name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, _graceful)
+    signal.signal(signal.SIGINT, _graceful)
+    stats = simulate.produce_to_kafka(
+        settings, simulate.Simulator(config, seed=args.seed),
+        rate=rate, count=args.count, duration=args.duration, labels=args.labels,
+        inline_labels=args.inline_labels, label_delay_mean_s=args.label_delay_mean, stop=stop,
+    )
+    summary = stats.as_dict()
+    print(
+        f"sent {stats.transactions} transactions to {settings.topics.transactions}"
+        + (f" and {stats.labels} labels to {settings.topics.labels}" if args.labels else "")
+        + f" in {stats.seconds:.1f}s: {stats.delivered} delivered, {stats.failed} failed,"
+        f" {summary['undelivered']} unacknowledged; fraud by scenario {stats.fraud_by_scenario}",
+        flush=True,
+    )
+    return 0 if stats.failed == 0 and stats.undelivered == 0 else 1
+
+
+def _timestamp(text: str) -> datetime:
+    try:
+        value = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an ISO 8601 time, got {text!r}") from None
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 def _duration(text: str) -> float:
@@ -142,7 +220,8 @@ def _print_result(result: Any, out: str) -> None:
     m = result.metrics
     print(
         f"scored {result.scored} of {result.lines} events ({result.rejects} rejected) into {out} "
-        f"in {result.seconds:.1f}s ({result.throughput:,.0f} events/s); "
+        f"in {result.seconds:.1f}s ({result.throughput:,.0f} events/s; "
+        f"{m['events_per_cpu_s'] or 0:,.0f} events per CPU second); "
         f"ROC AUC {m['roc_auc']}, average precision {m['average_precision']}"
     )
 
@@ -168,7 +247,8 @@ def cmd_score_file(args: argparse.Namespace) -> int:
     settings = load_settings(log_level=args.log_level)
     _configure_logging(settings)
     result = score_file(
-        args.input, args.checkpoint, args.out, settings, rejects_path=args.rejects, report_dir=args.report
+        args.input, args.checkpoint, args.out, settings, rejects_path=args.rejects, report_dir=args.report,
+        fresh_features=args.fresh_features, label_delay_s=args.label_delay, use_labels=not args.ignore_labels,
     )
     _print_result(result, args.out)
     return 0
@@ -183,6 +263,11 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
     p.add_argument("--batch-size", type=int, help="most records per batch")
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("evaluate", help="run the side evaluator: live metrics, drift detection, alerts")
+    _common(p)
+    p.add_argument("--metrics-port", type=int, help="port of /metrics, /healthz and /readyz (0: any free port)")
+    p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("demo", help="local broker + simulator + worker, with a live view")
     _common(p)
@@ -206,11 +291,55 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dir", default=str(Path(__file__).resolve().parent.parent / "schemas"))
     p.set_defaults(func=cmd_schemas)
 
-    p = sub.add_parser("simulate", help="write simulated transactions as JSON Lines")
-    p.add_argument("--out", required=True)
-    p.add_argument("--count", type=int, default=100_000)
+    p = sub.add_parser(
+        "simulate",
+        help="simulated transactions (and late labels) to Kafka or to JSON Lines",
+        description="Simulated card transactions with fraud (stolen-card bursts, compromised"
+        " merchants, odd large amounts; card testing after --drift-at), reproducible from --seed."
+        " --to-kafka sends them keyed by card at --rate events/s and each one's label to the labels"
+        " topic once its delay has passed in event time; --out writes JSON Lines for backtests.",
+    )
+    _common(p)
+    dest = p.add_mutually_exclusive_group()
+    dest.add_argument(
+        "--to-kafka", action="store_true", help="produce to the transactions and labels topics"
+    )
+    dest.add_argument("--out", help="write JSON Lines to this file instead")
+    p.add_argument("--labels-out", help="with --out: write the labels to this file too")
+    stop = p.add_mutually_exclusive_group()
+    stop.add_argument(
+        "--count", type=int, help="transactions to send (--out: 100000; --to-kafka: no limit)"
+    )
+    stop.add_argument("--duration", type=float, help="with --to-kafka: seconds to run")
+    p.add_argument(
+        "--rate", type=float, default=500.0,
+        help="with --to-kafka: events per second of wall time (0: as fast as Kafka takes them; with"
+        " --count, a backfill whose event time ends about now)",
+    )
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--drift-at", type=int, default=None)
+    p.add_argument(
+        "--drift-at", type=int, default=None,
+        help="event index where amounts shift and card testing begins",
+    )
+    p.add_argument(
+        "--label-delay-mean", type=float, default=3 * 86_400.0, metavar="S",
+        help="mean delay of a label after its transaction, in event-time seconds (chargebacks:"
+        " days, the default; use e.g. 30 for a demo)",
+    )
+    p.add_argument(
+        "--labels", action=argparse.BooleanOptionalAction, default=True,
+        help="produce Label records to the labels topic (default: yes)",
+    )
+    p.add_argument(
+        "--inline-labels", action=argparse.BooleanOptionalAction, default=True,
+        help="keep is_fraud inside each transaction (default: yes; --no-inline-labels leaves"
+        " learning to the labels topic)",
+    )
+    p.add_argument(
+        "--start", type=_timestamp,
+        help="event time of the first transaction (default: now with --to-kafka, 2026-01-01 with"
+        " --out)",
+    )
     p.set_defaults(func=cmd_simulate)
 
     p = sub.add_parser("backtest", help="replay a JSON Lines file through the scorer, learning as it goes")
@@ -235,6 +364,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="write one score record a line here")
     p.add_argument("--rejects", metavar="FILE", help="write refused lines with their reasons here")
     p.add_argument("--report", metavar="DIR", help="write metrics.json, plots and index.html here")
+    p.add_argument(
+        "--fresh-features", action="store_true",
+        help="start features from empty state, not from the checkpoint's feature state",
+    )
+    p.add_argument(
+        "--label-delay", type=_duration, default=0.0, metavar="DURATION",
+        help="inline labels reach the feature engine this long after their event (models never learn)",
+    )
+    p.add_argument("--ignore-labels", action="store_true", help="do not tell the feature engine any label")
     p.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     p.set_defaults(func=cmd_score_file)
     return parser

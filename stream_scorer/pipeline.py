@@ -24,7 +24,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+import orjson
+
+from stream_scorer.config import Settings
 from stream_scorer.events import SCHEMA_VERSION, Transaction
+from stream_scorer.exceptions import CheckpointError
 from stream_scorer.model.logistic import OnlineLogit, band_of
 from stream_scorer.model.pending import PendingStore
 from stream_scorer.model.settings import ChallengerSettings, ScorerSettings
@@ -42,37 +46,30 @@ class FeatureEngineLike(Protocol):
     def update(self, txn: Transaction) -> dict[str, float]: ...
 
 
-class Model(Protocol):
-    """What the scorer needs of a champion or challenger."""
-
-    generation: int
-
-    @property
-    def version(self) -> str: ...
-
-    def score(self, x: dict[str, float]) -> tuple[float, list[tuple[str, float]]]: ...
-
-    def learn(self, x: dict[str, float], y: bool, weight: float = 1.0) -> None: ...
-
-    def state(self) -> dict[str, Any]: ...
+def scorer_settings(settings: Settings, label_delay_s: float = 0.0) -> ScorerSettings:
+    """The scorer's part of the process settings."""
+    return ScorerSettings(
+        review_threshold=settings.review_threshold,
+        decline_threshold=settings.decline_threshold,
+        model=settings.model,
+        challenger=settings.challenger,
+        pending=settings.pending,
+        label_delay_s=label_delay_s,
+    )
 
 
 def default_feature_engine() -> FeatureEngineLike:
-    """The full feature engine when it is installed, else the first per-card features."""
-    try:
-        from stream_scorer.features.engine import FeatureEngine
-    except ImportError:
-        from stream_scorer.features import CardFeatures
+    """A new :class:`stream_scorer.features.FeatureEngine` with its default settings."""
+    from stream_scorer.features.engine import FeatureEngine
 
-        return CardFeatures()
     engine: FeatureEngineLike = FeatureEngine()
     return engine
 
 
-def make_challenger(settings: ChallengerSettings, n_reasons: int = 3) -> Model | None:
+def make_challenger(settings: ChallengerSettings) -> OnlineLogit | OnlineTree | None:
     """The challenger the settings describe, or ``None`` for ``kind="none"``."""
     if settings.kind == "logreg":
-        return OnlineLogit(settings.logreg, n_reasons=n_reasons)
+        return OnlineLogit(settings.logreg, n_reasons=0)  # only the champion gives reasons
     if settings.kind == "tree":
         return OnlineTree(settings.tree)
     return None
@@ -85,7 +82,7 @@ class PartitionState:
     engine: FeatureEngineLike
     pending: PendingStore
     due: list[tuple[float, int, str, bool]] = field(default_factory=list)
-    """Heap of inline labels waiting for their time: (due event time, seq, transaction id, label)."""
+    """Heap of inline labels waiting for their time: (due time, seq, transaction id, label)."""
     watermark: float = float("-inf")
     """The latest event time seen in this partition."""
     last_sweep: float = float("-inf")
@@ -111,8 +108,8 @@ class Scorer:
     >>> txn = Transaction(transaction_id="t1", event_time=datetime(2026, 1, 1, tzinfo=UTC),
     ...     card_id="c1", merchant_id="m1", amount=12.5, currency="EUR", is_fraud=False)
     >>> r = s.score(txn)
-    >>> r["score"], r["band"], r["model_version"], s.stats.learned
-    (0.5, 'review', 'logreg-sgd/0', 1)
+    >>> round(r["score"], 4), r["band"], r["model_version"], s.stats.learned
+    (0.01, 'approve', 'logreg-sgd/0', 1)
     """
 
     def __init__(
@@ -120,20 +117,25 @@ class Scorer:
         settings: ScorerSettings | None = None,
         feature_engine_factory: Callable[[], FeatureEngineLike] = default_feature_engine,
         champion: OnlineLogit | None = None,
-        challenger: Model | None = None,
+        challenger: OnlineLogit | OnlineTree | None = None,
         with_challenger: bool = True,
+        frozen: bool = False,
     ) -> None:
         self.settings = s = settings or ScorerSettings()
         self.feature_engine_factory = feature_engine_factory
-        self.champion = champion if champion is not None else OnlineLogit(s.model, n_reasons=s.n_reasons)
+        self.champion = (
+            champion if champion is not None else OnlineLogit(s.model, n_reasons=s.n_reasons)
+        )
         if challenger is None and with_challenger:
-            challenger = make_challenger(s.challenger, n_reasons=s.n_reasons)
+            challenger = make_challenger(s.challenger)
         self.challenger = challenger
         self.partitions: dict[int, PartitionState] = {}
         self.stats = ScorerStats()
         self.label_delay_s = s.label_delay_s
         self._review, self._decline = s.review_threshold, s.decline_threshold
         self._with_features = s.with_features
+        self.frozen = frozen
+        """Frozen models learn nothing; labels still reach the feature engine (merchant risk)."""
 
     # -- partitions -----------------------------------------------------------------------------
 
@@ -151,6 +153,47 @@ class Scorer:
     def drop_partition(self, p: int) -> None:
         """Forget partition ``p`` (revoked: its new owner rebuilds or restores its state)."""
         self.partitions.pop(p, None)
+
+    def snapshot_partition(self, p: int) -> bytes:
+        """The scorer's own state of partition ``p`` as orjson bytes: the pending store, the
+        delayed inline labels and the watermark. The feature engine's state is not included: it
+        has its own snapshot and changelog (``engine.snapshot()``)."""
+        st = self.partition(p)
+        return orjson.dumps(
+            {
+                "format": 1,
+                "pending": st.pending.snapshot().decode(),
+                "due": st.due,
+                "watermark": st.watermark if st.watermark != float("-inf") else None,
+                "seq": st.seq,
+            }
+        )
+
+    def restore_partition(
+        self, p: int, data: bytes, engine: FeatureEngineLike | None = None
+    ) -> PartitionState:
+        """Install partition ``p`` from :meth:`snapshot_partition` bytes (and a restored engine,
+        else a new one); raises :class:`CheckpointError` on bad bytes."""
+        try:
+            obj = orjson.loads(data)
+            if obj.get("format") != 1:
+                raise ValueError(f"unknown format {obj.get('format')!r}")
+            due = [(float(t), int(n), str(tid), bool(y)) for t, n, tid, y in obj["due"]]
+            wm = obj["watermark"]
+            seq = int(obj["seq"])
+        except (orjson.JSONDecodeError, ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise CheckpointError(f"cannot restore partition {p}: {exc}") from exc
+        pending = PendingStore.restore(obj["pending"].encode())
+        heapq.heapify(due)
+        st = PartitionState(
+            engine=engine if engine is not None else self.feature_engine_factory(),
+            pending=pending,
+            due=due,
+            watermark=float(wm) if wm is not None else float("-inf"),
+            seq=seq,
+        )
+        self.partitions[p] = st
+        return st
 
     def counters(self) -> dict[str, int]:
         """Scorer counts plus the pending stores' counts summed over partitions."""
@@ -208,11 +251,15 @@ class Scorer:
                 st.pending.put(txn.transaction_id, x, txn.merchant_id, ts)
                 if label is not None:
                     st.seq += 1
-                    heapq.heappush(st.due, (ts + self.label_delay_s, st.seq, txn.transaction_id, label))
+                    heapq.heappush(
+                        st.due, (ts + self.label_delay_s, st.seq, txn.transaction_id, label)
+                    )
         record["latency_ms"] = (time.perf_counter() - t0) * 1000.0
         return record
 
-    def apply_label(self, transaction_id: str, is_fraud: bool, label_ts: float, partition: int = 0) -> bool:
+    def apply_label(
+        self, transaction_id: str, is_fraud: bool, label_ts: float, partition: int = 0
+    ) -> bool:
         """Learn a label from the features its transaction was scored on.
 
         Returns ``False`` (and counts it in the pending store) when the transaction is not pending
@@ -250,21 +297,29 @@ class Scorer:
                 evict(wm)
 
     def _learn(
-        self, st: PartitionState, x: dict[str, float], y: bool, merchant_id: str, event_ts: float, label_ts: float
+        self,
+        st: PartitionState,
+        x: dict[str, float],
+        y: bool,
+        merchant_id: str,
+        event_ts: float,
+        label_ts: float,
     ) -> None:
-        self.champion.learn(x, y)
-        if self.challenger is not None:
-            self.challenger.learn(x, y)
+        if not self.frozen:
+            self.champion.learn(x, y)
+            if self.challenger is not None:
+                self.challenger.learn(x, y)
+            self.stats.learned += 1
         observe = getattr(st.engine, "observe_label", None)
         if observe is not None:
             observe(merchant_id, y, event_ts, label_ts)
-        self.stats.learned += 1
 
 
 def scorer_from_checkpoint(
     checkpoint: Any,
     settings: ScorerSettings | None = None,
     feature_engine_factory: Callable[[], FeatureEngineLike] = default_feature_engine,
+    frozen: bool = False,
 ) -> Scorer:
     """A scorer whose champion and challenger are those of a loaded checkpoint.
 
@@ -277,4 +332,5 @@ def scorer_from_checkpoint(
         champion=checkpoint.champion,
         challenger=checkpoint.challenger,
         with_challenger=checkpoint.challenger is not None,
+        frozen=frozen,
     )

@@ -80,7 +80,11 @@ class AlertManager:
             state.fired_at = ts
             state.fired += 1
             state.alert_id = str(uuid.uuid4())
-            severity = "critical" if check.statistic >= self.critical_factor * check.threshold else "warning"
+            severity = (
+                "critical"
+                if check.statistic >= self.critical_factor * check.threshold
+                else "warning"
+            )
             return self._alert(check, ts, state.alert_id, "firing", severity, check.message)
         if not state.firing:
             return None
@@ -111,7 +115,7 @@ class AlertManager:
         }
 
     def get(self) -> dict[str, dict[str, Any]]:
-        """Per key: whether it is firing, and how many alerts fired, resolved, were held or deduplicated."""
+        """Per key: firing or not, and how many alerts fired, resolved, were held, deduplicated."""
         return {
             key: {
                 "firing": s.firing,

@@ -136,9 +136,12 @@ class DistributionDrift:
     def _freeze_reference(self) -> None:
         ref = sorted(self.reference)
         m = len(ref)
-        cuts = sorted({ref[min(int(m * i / self.bins), m - 1)] for i in range(1, self.bins)})
-        # A cut equal to the minimum would leave its bin empty in the reference: drop it.
-        self.edges = [c for c in cuts if c > ref[0]]
+        # Quantile cuts (repeated values collapse), plus an empty bin on each side for values
+        # outside the reference's range: a value never seen before counts fully in the PSI.
+        cuts = {ref[min(int(m * i / self.bins), m - 1)] for i in range(1, self.bins)}
+        cuts.add(ref[0])
+        cuts.add(math.nextafter(ref[-1], math.inf))
+        self.edges = sorted(cuts)
         counts = [0] * (len(self.edges) + 1)
         for v in ref:
             counts[bisect.bisect_right(self.edges, v)] += 1
@@ -198,21 +201,27 @@ class DistributionDrift:
             threshold=self.threshold,
             window=f"last {self.window} scores",
             reference=f"{self.reference_size} scores after the first {self.warmup}",
-            message=f"{self.subject} distribution {verb} ({name} {stat:.3f}, threshold {self.threshold:g})",
+            message=(
+                f"{self.subject} distribution {verb} ({name} {stat:.3f}, bound {self.threshold:g})"
+            ),
         )
 
 
 class PerformanceDrift:
     """Concept drift: the model's log loss rises and stays up.
 
-    A change detector (River's ``ADWIN``, or ``PageHinkley`` watching for increases) runs on the
-    per-event loss. When it signals a change, the loss level after the change (ADWIN's window
-    mean, or the rolling mean for Page-Hinkley) is compared with the reference level: above
-    ``reference * (1 + min_increase)`` the condition switches on; below the reference, the
-    reference is lowered to it (the model got better: that is the new normal). The reference is
-    first the mean loss of the first ``min_labels`` labelled scores. The condition clears when
-    the rolling mean of the last ``window`` losses falls back under
-    ``reference * (1 + min_increase * resolve_ratio)``.
+    A change detector runs on the per-event loss: River's ``ADWIN`` (default), or
+    ``PageHinkley`` watching for increases. The *level* is the mean loss since the last detected
+    change: ADWIN's own window (it restarts at each change), or for Page-Hinkley the rolling mean
+    of the last ``window`` losses. Once ``min_labels`` losses have been seen since the last change,
+    their mean becomes the *reference* (the new normal, be it lower or higher).
+
+    The condition switches on when, after a detected change, the level over at least
+    ``window // 2`` losses exceeds ``reference * (1 + min_increase)``: the change detector says
+    *something changed*, the bound says *for the worse, by enough to matter*. It clears when the
+    rolling mean of the last ``window`` losses falls under ``reference * (1 + min_increase *
+    resolve_ratio)``. The per-event log loss is heavy-tailed (a missed fraud costs ~4, a genuine
+    ~0.02), hence the large windows: their means are what the bound is compared with.
     """
 
     def __init__(
@@ -232,12 +241,15 @@ class PerformanceDrift:
         self.min_increase = min_increase
         self.min_labels = min_labels
         self.window = window
+        self.min_width = max(window // 2, 1)
         self.check_every = check_every
         self.resolve_ratio = resolve_ratio
-        self.detector_obj: river_drift.ADWIN | river_drift.PageHinkley = (
-            river_drift.ADWIN(delta=delta)
+        self.change: river_drift.ADWIN | river_drift.PageHinkley = (
+            river_drift.ADWIN(delta=delta)  # type: ignore[no-untyped-call]
             if method == "adwin"
-            else river_drift.PageHinkley(min_instances=min_labels, delta=0.005, threshold=ph_threshold, mode="up")
+            else river_drift.PageHinkley(
+                min_instances=self.min_width, delta=0.005, threshold=ph_threshold, mode="up"
+            )
         )
         self.n = 0
         self.reference: float | None = None
@@ -245,6 +257,8 @@ class PerformanceDrift:
         self.recent: deque[float] = deque()
         self.recent_sum = 0.0
         self.since_check = 0
+        self.since_change = 0
+        self.changed = False
         self.active = False
         self.detections = 0
 
@@ -264,32 +278,46 @@ class PerformanceDrift:
         self.recent_sum += loss
         if len(recent) > self.window:
             self.recent_sum -= recent.popleft()
-        det = self.detector_obj
-        det.update(loss)
-        if self.reference is None:
-            if self.n >= self.min_labels:
-                self.reference = self.recent_sum / len(recent)
-                self.level = self.reference
-            return
-        if det.drift_detected:
+        change = self.change
+        change.update(loss)  # type: ignore[no-untyped-call]
+        self.since_change += 1
+        if change.drift_detected:
             self.detections += 1
-            level = det.estimation if isinstance(det, river_drift.ADWIN) else self.recent_sum / len(recent)
-            self.level = level
-            if level > self.threshold:
-                self.active = True
-            elif level < self.reference and not self.active:
-                self.reference = level
+            self.since_change = 0
+            self.changed = self.reference is not None
         self.since_check += 1
         if self.since_check >= self.check_every:
             self.since_check = 0
-            rolling = self.recent_sum / len(recent)
-            if self.active and rolling < self.reference * (1.0 + self.min_increase * self.resolve_ratio):
+            self._evaluate()
+
+    def rolling(self) -> float:
+        """Mean loss of the last ``window`` labelled scores."""
+        return max(self.recent_sum, 0.0) / len(self.recent) if self.recent else 0.0
+
+    def _evaluate(self) -> None:
+        change = self.change
+        if isinstance(change, river_drift.ADWIN):
+            width, level = change.width, change.estimation
+        else:
+            width, level = self.since_change, self.rolling()
+        self.level = level
+        if self.reference is None:
+            if self.n >= self.min_labels:
+                self.reference = level
+            return
+        if self.active:
+            if self.rolling() < self.reference * (1.0 + self.min_increase * self.resolve_ratio):
                 self.active = False
-                self.level = rolling
+                self.changed = False
+        elif self.changed and width >= self.min_width and level > self.threshold:
+            self.active = True
+        elif width >= self.min_labels:
+            self.reference = level
+            self.changed = False
 
     def get(self) -> float | None:
-        """The loss level after the last change (or the reference), ``None`` before the reference."""
-        return self.level
+        """The loss level since the last change, ``None`` before the reference is set."""
+        return self.level if self.reference is not None else None
 
     def check(self) -> Check | None:
         if self.reference is None or self.level is None:
@@ -302,8 +330,10 @@ class PerformanceDrift:
             active=self.active,
             statistic=self.level,
             threshold=self.threshold,
-            window="since the last change" if self.method == "adwin" else f"last {self.window} labels",
-            reference=f"mean log loss {self.reference:.4f}",
+            window="since the last change"
+            if self.method == "adwin"
+            else f"last {self.window} labels",
+            reference=f"mean log loss {self.reference:.4f} over at least {self.min_labels} labels",
             message=f"{self.subject} {state} its bound ({self.level:.4f} vs {self.threshold:.4f})",
         )
 
@@ -365,7 +395,9 @@ class RateDrift:
         se = math.sqrt(p0 * (1.0 - p0) * (1.0 / n_w + 1.0 / self.ref_n))
         self.z = (p_w - p_r) / se
         stat = abs(self.z)
-        self.active = stat >= self.threshold * self.resolve_ratio if self.active else stat > self.threshold
+        self.active = (
+            stat >= self.threshold * self.resolve_ratio if self.active else stat > self.threshold
+        )
 
     def get(self) -> float | None:
         return self.z
@@ -383,7 +415,7 @@ class RateDrift:
             statistic=abs(self.z),
             threshold=self.threshold,
             window=f"last {self.window} labels",
-            reference=f"{self.reference_size} labels after the first {self.warmup} (rate {p_r:.4f})",
+            reference=f"{self.reference_size} labels after {self.warmup} (rate {p_r:.4f})",
             message=f"fraud rate {p_w:.4f} vs reference {p_r:.4f} (|z| {abs(self.z):.1f})",
         )
 
@@ -442,5 +474,5 @@ class DisagreementDrift:
             threshold=self.bound,
             window=f"last {self.window} scores",
             reference="bound on mean |champion - challenger|",
-            message=f"champion and challenger differ by {self.mean:.3f} on average (bound {self.bound:g})",
+            message=f"champion and challenger differ by {self.mean:.3f} (bound {self.bound:g})",
         )

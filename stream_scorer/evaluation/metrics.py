@@ -249,7 +249,10 @@ class ScoreStats:
                 "decline_rate": _ratio(sum(1 for p in recent if p >= self.decline), n_recent),
                 "quantiles": quantiles_of(recent, self.quantiles),
             },
-            "histogram": {"edges": [i / self.bins for i in range(self.bins + 1)], "counts": list(self.histogram)},
+            "histogram": {
+                "edges": [i / self.bins for i in range(self.bins + 1)],
+                "counts": list(self.histogram),
+            },
         }
 
 

@@ -17,6 +17,7 @@ turns the detectors' states into alerts.
 from __future__ import annotations
 
 from datetime import datetime
+from fnmatch import fnmatchcase
 from typing import Any
 
 from stream_scorer.evaluation.alerts import AlertManager, rfc3339
@@ -55,9 +56,11 @@ class Monitor:
         self.review = s.review_threshold if s.review_threshold is not None else review
         self.decline = s.decline_threshold if s.decline_threshold is not None else decline
         self.join = LabelJoin(s.join_max_pending, s.join_max_age_s)
-        self.metrics = LiveMetrics(s.windows, self.review, self.decline, s.quantiles, s.histogram_bins)
+        self.metrics = LiveMetrics(
+            s.windows, self.review, self.decline, s.quantiles, s.histogram_bins
+        )
         self.alerts = alerts or AlertManager(s.cooldown_s, s.critical_factor)
-        self.prediction = self._distribution("score", "prediction")
+        self.prediction = self._distribution("score", "prediction", s.prediction_psi_threshold)
         self.data: dict[str, DistributionDrift] = {}
         self._watched: dict[str, bool] = {}
         self.performance = self._performance("log_loss")
@@ -83,13 +86,17 @@ class Monitor:
         self.labelled = 0
         self.event_ts = 0.0
 
-    def _distribution(self, subject: str, kind: Any) -> DistributionDrift:
+    def _distribution(
+        self, subject: str, kind: Any, threshold: float | None = None
+    ) -> DistributionDrift:
         s = self.settings
+        if s.distribution_method == "ks":
+            threshold = s.ks_threshold
         return DistributionDrift(
             subject,
             kind=kind,
-            method="psi",
-            threshold=s.psi_threshold,
+            method=s.distribution_method,
+            threshold=threshold if threshold is not None else s.psi_threshold,
             bins=s.distribution_bins,
             warmup=s.warmup,
             reference_size=s.reference_size,
@@ -116,9 +123,8 @@ class Monitor:
         watched = self._watched.get(name)
         if watched is None:
             wanted = self.settings.data_features
-            watched = name not in self.settings.ignored_features and (
-                wanted is None or name in wanted or name == "amount"
-            )
+            ignored = any(fnmatchcase(name, pattern) for pattern in self.settings.ignored_features)
+            watched = not ignored and (wanted is None or name in wanted or name == "amount")
             self._watched[name] = watched
             if watched:
                 self.data[name] = self._distribution(name, "data")
@@ -176,7 +182,12 @@ class Monitor:
 
     def checks(self) -> list[Check]:
         """The current state of every detector that has a statistic."""
-        detectors: list[Any] = [self.prediction, *self.data.values(), self.performance, self.label_rate]
+        detectors: list[Any] = [
+            self.prediction,
+            *self.data.values(),
+            self.performance,
+            self.label_rate,
+        ]
         if self.challenger_performance is not None:
             detectors.append(self.challenger_performance)
         if self.has_challenger:
@@ -189,7 +200,7 @@ class Monitor:
         return out
 
     def poll(self) -> list[dict[str, Any]]:
-        """Expire old join entries, then return the alerts whose state changed (DriftAlert dicts)."""
+        """Expire old join entries; return the alerts whose state changed (DriftAlert dicts)."""
         self.join.expire()
         out = []
         for check in self.checks():

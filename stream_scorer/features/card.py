@@ -1,7 +1,8 @@
 """A card's state in one ``bytearray``: windows, long-run amount statistics and merchant memory.
 
 The in-memory form is the serialized form, so a changelog value is a copy of the buffer and the
-memory a card costs is what you measure (876 bytes with the default settings). Layout, little-endian:
+memory a card costs is what you measure (876 bytes with the default settings).
+Layout, little-endian:
 
 ====================  ==========================================================================
 ``<dddd`` header      latest event time, count, running mean and M2 of amounts (Welford)
@@ -30,7 +31,7 @@ from stream_scorer.features.catalog import (
     STD_FLOOR,
     Z_CLIP,
 )
-from stream_scorer.features.windows import Level, make_levels
+from stream_scorer.features.windows import ZEROS, Level, clear_ranges, make_levels
 
 HEADER = struct.Struct("<dddd")
 _MAX_COUNT = 65_535
@@ -54,8 +55,12 @@ class CardLayout:
         self.merchants_at = self.values_at + 8 * nb
         self.size = self.merchants_at + 12 * k
         self._names = tuple(
-            (f"card_{lv.name}_log_count", f"card_{lv.name}_log_sum", f"card_{lv.name}_log_mean",
-             f"card_{lv.name}_log_max")
+            (
+                f"card_{lv.name}_log_count",
+                f"card_{lv.name}_log_sum",
+                f"card_{lv.name}_log_mean",
+                f"card_{lv.name}_log_max",
+            )
             for lv in self.levels
         )
         self._level_params = tuple(
@@ -75,9 +80,12 @@ class CardLayout:
     @staticmethod
     def latest(buf: bytearray) -> float:
         """The card's latest event time (``-inf`` for a card never seen)."""
-        return HEADER.unpack_from(buf, 0)[0] if HEADER.unpack_from(buf, 0)[1] else -math.inf
+        latest, count, _, _ = HEADER.unpack_from(buf, 0)
+        return latest if count else -math.inf
 
-    def update(self, buf: bytearray, amount: float, ts: float, mhash: int, x: dict[str, float]) -> bool:
+    def update(
+        self, buf: bytearray, amount: float, ts: float, mhash: int, x: dict[str, float]
+    ) -> bool:
         """Write the card's features of this event into ``x``, fold the event in; True if late."""
         max_ts, n, mean, m2 = HEADER.unpack_from(buf, 0)
         late = False
@@ -92,30 +100,47 @@ class CardLayout:
         nb = self.n_buckets
         counts = raw[self.counts_at : self.counts_at + 2 * nb].cast("H")
         values = raw[self.values_at : self.merchants_at].cast("f")
+        ca, va, xa = self.counts_at, self.values_at, self.values_at + 4 * nb
 
         for bucket_s, span, slots, off, names in self._level_params:
             k = int(ts // bucket_s)
-            head, new_head = int(max_ts // bucket_s), int(new_max // bucket_s)
-            if new_head > head:  # the ring moves on: empty the buckets it reuses
-                for j in range(head + 1, min(new_head, head + slots) + 1):
-                    i = off + j % slots
-                    counts[i] = 0
-                    values[i] = 0.0
-                    values[nb + i] = 0.0
-            s0, s1 = off + (k - span + 1) % slots, off + k % slots
-            if s0 <= s1:
-                c = sum(counts[s0 : s1 + 1])
-                s = sum(values[s0 : s1 + 1])
-                mx = max(values[nb + s0 : nb + s1 + 1])
+            s1 = off + k % slots
+            c = -1
+            if not n:
+                c = 0  # a new card: all zeros
             else:
-                end = off + slots
-                c = sum(counts[s0:end]) + sum(counts[off : s1 + 1])
-                s = sum(values[s0:end]) + sum(values[off : s1 + 1])
-                mx = max(max(values[nb + s0 : nb + end]), max(values[nb + off : nb + s1 + 1]))
-            x[names[0]] = math.log1p(c)
-            x[names[1]] = math.log1p(s)
-            x[names[2]] = math.log1p(s / c) if c else 0.0
-            x[names[3]] = math.log1p(mx)
+                head, new_head = int(max_ts // bucket_s), int(new_max // bucket_s)
+                if new_head > head:  # the ring moves on: empty the buckets it reuses
+                    if new_head - head >= slots:
+                        c = 0  # idle longer than the ring: the whole window is empty
+                    for a, b in clear_ranges(head, new_head, slots):
+                        a += off
+                        b += off
+                        raw[ca + 2 * a : ca + 2 * b] = ZEROS[: 2 * (b - a)]
+                        raw[va + 4 * a : va + 4 * b] = ZEROS[: 4 * (b - a)]
+                        raw[xa + 4 * a : xa + 4 * b] = ZEROS[: 4 * (b - a)]
+            if c:
+                s0 = off + (k - span + 1) % slots
+                if s0 <= s1:
+                    c = sum(counts[s0 : s1 + 1])
+                    if c:
+                        s = sum(values[s0 : s1 + 1])
+                        mx = max(values[nb + s0 : nb + s1 + 1])
+                else:
+                    end = off + slots
+                    c = sum(counts[s0:end]) + sum(counts[off : s1 + 1])
+                    if c:
+                        s = sum(values[s0:end]) + sum(values[off : s1 + 1])
+                        mx = max(
+                            max(values[nb + s0 : nb + end]), max(values[nb + off : nb + s1 + 1])
+                        )
+            if c:
+                x[names[0]] = math.log1p(c)
+                x[names[1]] = math.log1p(s)
+                x[names[2]] = math.log1p(s / c)
+                x[names[3]] = math.log1p(mx)
+            else:
+                x[names[0]] = x[names[1]] = x[names[2]] = x[names[3]] = 0.0
             # Fold the event into its bucket, after the window was read.
             if counts[s1] < _MAX_COUNT:
                 counts[s1] += 1
@@ -148,7 +173,8 @@ class CardLayout:
 
         # Merchant memory: distinct merchants in 24 h, and whether this one is new in 7 d.
         kslots = self.merchant_slots
-        mem = raw[self.merchants_at : self.size].cast("I")
+        mem_view = raw[self.merchants_at : self.size].cast("I")
+        mem = mem_view.tolist()
         hours = int(ts // MERCHANT_MEMORY_BUCKET_S)
         distinct_after = hours - DISTINCT_MERCHANTS_HOURS
         distinct = 0
@@ -175,14 +201,14 @@ class CardLayout:
             x["card_merchant_new"] = 0.0 if seen_here > hours - NEW_MERCHANT_HOURS else 1.0
             last = mem[kslots + pos]
             if hours > last:
-                mem[2 * kslots + pos] = last
-                mem[kslots + pos] = hours
+                mem_view[2 * kslots + pos] = last
+                mem_view[kslots + pos] = hours
             elif hours < last and hours > mem[2 * kslots + pos]:
-                mem[2 * kslots + pos] = hours
+                mem_view[2 * kslots + pos] = hours
         else:
             x["card_merchant_new"] = 1.0
             i = free if free >= 0 else oldest
-            mem[i] = mhash
-            mem[kslots + i] = hours
-            mem[2 * kslots + i] = 0
+            mem_view[i] = mhash
+            mem_view[kslots + i] = hours
+            mem_view[2 * kslots + i] = 0
         return late

@@ -36,7 +36,7 @@ STD_FLOOR = 0.05
 
 def _build() -> dict[str, str]:
     f: dict[str, str] = {"log_amount": "log1p(amount)"}
-    for name, width, bucket in CARD_WINDOWS:
+    for name, _, bucket in CARD_WINDOWS:
         span = f"card's transactions in the last {name} (event time, {bucket / 60:g}-min buckets)"
         f[f"card_{name}_log_count"] = f"log1p(count of the {span})"
         f[f"card_{name}_log_sum"] = f"log1p(amount sum of the {span})"
@@ -47,21 +47,25 @@ def _build() -> dict[str, str]:
         "log1p(seconds since the card's latest earlier event time), clipped to [0, 30 d]; "
         "30 d for a new card, 0 for out-of-order events"
     )
-    f["card_amount_ratio"] = "amount / the card's long-run mean amount, clipped to [0, 100]; 1 for a new card"
+    f["card_amount_ratio"] = (
+        "amount / the card's long-run mean amount, clipped to [0, 100]; 1 for a new card"
+    )
     f["card_amount_z"] = (
         "(amount - long-run mean) / max(std, 5% of mean), clipped to [-10, 10]; 0 for a new card"
     )
     f["card_24h_log_distinct_merchants"] = (
         "log1p(distinct merchants of the card in the last 24 h, 1-h buckets)"
     )
-    f["card_merchant_new"] = "1 if the card has no transaction at this merchant in the last 7 d, else 0"
+    f["card_merchant_new"] = (
+        "1 if the card has no transaction at this merchant in the last 7 d, else 0"
+    )
     for name, _, bucket in MERCHANT_WINDOWS:
         span = f"merchant's transactions in the last {name} ({bucket / 60:g}-min buckets)"
         f[f"merchant_{name}_log_count"] = f"log1p(count of the {span})"
         f[f"merchant_{name}_log_mean"] = f"log1p(mean amount of the {span}); 0 when none"
     f["merchant_risk_rate"] = (
-        "merchant fraud rate of the labels known at the event's time (label_time <= event_time) "
-        "within the risk window, Beta-smoothed towards the prior rate"
+        "merchant fraud rate of the labels known before the event (label_time < event_time) "
+        "within the risk window (by label time), Beta-smoothed towards the prior rate"
     )
     f["merchant_risk_log_labels"] = "log1p(labels behind merchant_risk_rate)"
     f["hour_sin"] = "sin of the time of day (UTC)"
@@ -75,3 +79,14 @@ FEATURES: dict[str, str] = _build()
 """Feature name -> one-line description, in the engine's output order."""
 
 FEATURE_NAMES: tuple[str, ...] = tuple(FEATURES)
+
+
+def markdown_table() -> str:
+    """The README's feature table, generated from :data:`FEATURES`.
+
+    >>> print(markdown_table().splitlines()[2])
+    | `log_amount` | log1p(amount) |
+    """
+    rows = ["| Feature | Description |", "|---|---|"]
+    rows += [f"| `{name}` | {description} |" for name, description in FEATURES.items()]
+    return "\n".join(rows)

@@ -9,14 +9,22 @@ stood *before* the event, then folds the event in. Windows follow ``event_time``
   folded in as if it happened at ``latest - grace_s`` (the oldest time still kept exactly). So
   nothing is lost from long windows, and nothing is written into buckets already recycled.
 
-Card and merchant clocks are separate; an event is late if it is late for either.
+Card and merchant clocks are separate; an event is late if it is late for either. Merchant risk
+counts only labels known strictly before the event (see :mod:`stream_scorer.features.merchant`).
+
+Durable state: :meth:`FeatureEngine.dump_key` / :meth:`FeatureEngine.load_key` give one entity's
+bytes for a compacted changelog (keys ``c:<card>``, ``m:<merchant>``; ``None`` is a tombstone),
+:meth:`FeatureEngine.snapshot` / :meth:`FeatureEngine.restore` the whole state. Both carry a
+layout fingerprint of the settings, and a snapshot a CRC-32, so foreign bytes are refused.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 import struct
 import zlib
+from collections.abc import Iterable
 
 from stream_scorer.events import Transaction
 from stream_scorer.exceptions import StateError
@@ -27,7 +35,8 @@ from stream_scorer.features.settings import FeatureSettings
 
 SNAPSHOT_MAGIC = b"SSFE"
 SNAPSHOT_VERSION = 1
-_SNAP_HEADER = struct.Struct("<4sHIQII")
+_SNAP_HEADER = struct.Struct("<4sHIQII")  # magic, version, layout, late events, cards, merchants
+_CRC = struct.Struct("<I")  # CRC-32 of the header and the body, after the header
 _KEY_LEN = struct.Struct("<H")
 _VALUE_LEN = struct.Struct("<I")
 _VALUE_HEADER = struct.Struct("<cBI")  # kind (b"C"/b"M"), format version, layout fingerprint
@@ -36,6 +45,7 @@ _VALUE_VERSION = 1
 _DAY_ANGLE = 2.0 * math.pi / 86_400.0
 _WEEK_ANGLE = 2.0 * math.pi / (7 * 86_400.0)
 _MONDAY_OFFSET_S = 3 * 86_400.0  # 1970-01-01 was a Thursday
+_MAX_TS = 2**32 * 3_600.0 / 2  # hours since 1970 must fit the uint32 merchant memory
 
 
 class FeatureEngine:
@@ -43,10 +53,12 @@ class FeatureEngine:
 
     >>> from datetime import datetime, UTC
     >>> eng = FeatureEngine()
-    >>> t = lambda a, m: Transaction(transaction_id="t", event_time=datetime(2026, 1, 1, tzinfo=UTC),
-    ...     card_id="c", merchant_id=m, amount=a, currency="EUR")
-    >>> eng.update(t(10.0, "m1"))["card_merchant_new"], eng.update(t(30.0, "m1"))["card_amount_ratio"]
-    (1.0, 3.0)
+    >>> t = lambda a, m: Transaction(transaction_id="t", card_id="c", merchant_id=m,
+    ...     event_time=datetime(2026, 1, 1, tzinfo=UTC), amount=a, currency="EUR")
+    >>> eng.update(t(10.0, "m1"))["card_merchant_new"]
+    1.0
+    >>> eng.update(t(30.0, "m1"))["card_amount_ratio"]
+    3.0
     """
 
     names: tuple[str, ...] = FEATURE_NAMES
@@ -55,7 +67,9 @@ class FeatureEngine:
         self.settings = s = settings or FeatureSettings()
         self._card = CardLayout(s.grace_s, s.card_merchant_slots)
         self._merchant = MerchantLayout(s)
-        self.fingerprint = zlib.crc32(f"{self._card.describe()}|{self._merchant.describe()}".encode())
+        self.fingerprint = zlib.crc32(
+            f"{self._card.describe()}|{self._merchant.describe()}".encode()
+        )
         self.card_horizon_s = max(w for _, w, _ in CARD_WINDOWS) + s.grace_s
         self.merchant_horizon_s = self._merchant.horizon_s
         self.cards: dict[str, bytearray] = {}
@@ -76,8 +90,14 @@ class FeatureEngine:
             ts = txn.event_time.timestamp()
         return self.update_raw(txn.card_id, txn.merchant_id, txn.amount, ts)
 
-    def update_raw(self, card_id: str, merchant_id: str, amount: float, ts: float) -> dict[str, float]:
-        """:meth:`update` from plain values (event time in epoch seconds), for replays and benchmarks."""
+    def update_raw(
+        self, card_id: str, merchant_id: str, amount: float, ts: float
+    ) -> dict[str, float]:
+        """:meth:`update` from plain values (event time in epoch seconds): replays, benchmarks."""
+        if not (amount > 0.0 and 0.0 < ts < _MAX_TS):  # also refuses NaN; Transaction ensures it
+            raise ValueError(
+                f"amount must be > 0 and event time in (0, {_MAX_TS:g}): {amount}, {ts}"
+            )
         x = {"log_amount": math.log1p(amount)}
         buf = self.cards.get(card_id)
         if buf is None:
@@ -98,8 +118,10 @@ class FeatureEngine:
         self._dirty_merchants.add(merchant_id)
         return x
 
-    def observe_label(self, merchant_id: str, is_fraud: bool, event_ts: float, label_ts: float) -> None:
-        """A label for a transaction at ``merchant_id`` (at ``event_ts``), known from ``label_ts`` on.
+    def observe_label(
+        self, merchant_id: str, is_fraud: bool, event_ts: float, label_ts: float
+    ) -> None:
+        """A label for a transaction at ``merchant_id`` at ``event_ts``, known from ``label_ts`` on.
 
         A label cannot be known before its transaction happened: ``label_ts`` is taken as at least
         ``event_ts``. Only events at or after that time see it (see :mod:`.merchant`).
@@ -127,7 +149,10 @@ class FeatureEngine:
             self._sweep_cards = len(self.cards)
             self._sweep_pos = 0
             self._next_sweep_ts = watermark_ts + s.evict_interval_s
-        start, stop = self._sweep_pos, min(self._sweep_pos + s.evict_keys_per_call, len(self._sweep))
+        start, stop = (
+            self._sweep_pos,
+            min(self._sweep_pos + s.evict_keys_per_call, len(self._sweep)),
+        )
         self._sweep_pos = stop
         card_cut = watermark_ts - self.card_horizon_s
         merchant_cut = watermark_ts - self.merchant_horizon_s
@@ -159,7 +184,7 @@ class FeatureEngine:
     # -- durable state: a changelog per key, snapshots of the whole -------------------------------
 
     def dirty_keys(self) -> set[str]:
-        """Keys (``c:<card>``, ``m:<merchant>``) updated, labelled or evicted since :meth:`clear_dirty`."""
+        """Keys (``c:<card>``, ``m:<merchant>``) changed or evicted since :meth:`clear_dirty`."""
         return {f"c:{k}" for k in self._dirty_cards} | {f"m:{k}" for k in self._dirty_merchants}
 
     def clear_dirty(self) -> None:
@@ -194,7 +219,9 @@ class FeatureEngine:
         except struct.error as exc:
             raise StateError(f"state value of {key!r} is truncated") from exc
         if tag != kind.upper().encode() or version != _VALUE_VERSION:
-            raise StateError(f"state value of {key!r} is not a version-{_VALUE_VERSION} {kind} value")
+            raise StateError(
+                f"state value of {key!r} is not a version-{_VALUE_VERSION} {kind} value"
+            )
         if fingerprint != self.fingerprint:
             raise StateError(f"state value of {key!r} was written with other feature settings")
         body = value[_VALUE_HEADER.size :]
@@ -203,7 +230,9 @@ class FeatureEngine:
     def _load_body(self, kind: str, ident: str, body: bytes | memoryview) -> None:
         if kind == "c":
             if len(body) != self._card.size:
-                raise StateError(f"card state of {ident!r} has {len(body)} bytes, not {self._card.size}")
+                raise StateError(
+                    f"card state of {ident!r} has {len(body)} bytes, not {self._card.size}"
+                )
             self.cards[ident] = bytearray(body)
         else:
             try:
@@ -212,31 +241,39 @@ class FeatureEngine:
                 raise StateError(f"merchant state of {ident!r} is corrupt: {exc}") from exc
 
     def snapshot(self) -> bytes:
-        """All state as bytes: a versioned header, then every card and merchant (no pickle)."""
-        parts = [
-            _SNAP_HEADER.pack(
-                SNAPSHOT_MAGIC, SNAPSHOT_VERSION, self.fingerprint, self.late_events,
-                len(self.cards), len(self.merchants),
-            )
-        ]
+        """All state as bytes: a versioned header with a CRC-32 of the rest, then every card and
+        merchant as ``(u16 key length, key, u32 value length, value)`` (no pickle)."""
+        parts: list[bytes | bytearray] = []
         append = parts.append
-        for table, dump in ((self.cards, bytes), (self.merchants, self._merchant.dumps)):
-            for ident, state in table.items():
-                k = ident.encode()
-                v = dump(state)  # type: ignore[operator]
-                append(_KEY_LEN.pack(len(k)))
-                append(k)
-                append(_VALUE_LEN.pack(len(v)))
-                append(v)
-        return b"".join(parts)
+        dump = self._merchant.dumps
+        entries: Iterable[tuple[str, bytes | bytearray]] = itertools.chain(
+            self.cards.items(), ((ident, dump(m)) for ident, m in self.merchants.items())
+        )
+        for ident, value in entries:
+            k = ident.encode()
+            append(_KEY_LEN.pack(len(k)))
+            append(k)
+            append(_VALUE_LEN.pack(len(value)))
+            append(value)
+        body = b"".join(parts)
+        header = _SNAP_HEADER.pack(
+            SNAPSHOT_MAGIC,
+            SNAPSHOT_VERSION,
+            self.fingerprint,
+            self.late_events,
+            len(self.cards),
+            len(self.merchants),
+        )
+        return header + _CRC.pack(zlib.crc32(body, zlib.crc32(header))) + body
 
     @classmethod
     def restore(cls, data: bytes, settings: FeatureSettings | None = None) -> FeatureEngine:
-        """An engine holding the state of :meth:`snapshot`'s bytes; StateError if they do not fit."""
+        """An engine with the state of :meth:`snapshot`'s bytes; StateError if they do not fit."""
         eng = cls(settings)
         view = memoryview(data)
         try:
-            magic, version, fingerprint, late, n_cards, n_merchants = _SNAP_HEADER.unpack_from(view, 0)
+            magic, version, fingerprint, late, n_cards, n_merchants = _SNAP_HEADER.unpack_from(view)
+            (crc,) = _CRC.unpack_from(view, _SNAP_HEADER.size)
         except struct.error as exc:
             raise StateError("feature snapshot is truncated") from exc
         if magic != SNAPSHOT_MAGIC:
@@ -245,7 +282,9 @@ class FeatureEngine:
             raise StateError(f"feature snapshot version {version} is not {SNAPSHOT_VERSION}")
         if fingerprint != eng.fingerprint:
             raise StateError("feature snapshot was written with other feature settings")
-        at = _SNAP_HEADER.size
+        at = _SNAP_HEADER.size + _CRC.size
+        if zlib.crc32(view[at:], zlib.crc32(view[: _SNAP_HEADER.size])) != crc:
+            raise StateError("feature snapshot does not match its CRC-32: truncated or damaged")
         try:
             for kind, count in (("c", n_cards), ("m", n_merchants)):
                 for _ in range(count):
@@ -270,5 +309,7 @@ class FeatureEngine:
 def _split(key: str) -> tuple[str, str]:
     kind, sep, ident = key.partition(":")
     if not sep or kind not in ("c", "m") or not ident:
-        raise StateError(f"not a feature-state key: {key!r} (expected 'c:<card>' or 'm:<merchant>')")
+        raise StateError(
+            f"not a feature-state key: {key!r} (expected 'c:<card>' or 'm:<merchant>')"
+        )
     return kind, ident

@@ -1,10 +1,15 @@
 """A merchant's state: transaction windows and a fraud-rate window over labels known in time.
 
-Labels are windowed by the time they became known (``label_time``). A label is folded into the
-bucketed ring only once the merchant's clock has passed it by the grace (``label_time <= latest -
-grace``): every event still accepted is at least that late, so a folded label is always known at
-the event's time. Until then it waits in ``pending`` and is counted exactly, per event, only by
-events at or after its ``label_time``. So a feature never sees a label from its future.
+Labels are windowed by the time they became known (``label_time``), and an event only counts
+labels known strictly before it (``label_time < event_time``): a label is never known before its
+own transaction, so no event ever sees its own label or a later one, even at equal timestamps.
+
+A label is folded into the bucketed ring only once the merchant's clock has passed it by more
+than the grace (``label_time < latest - grace``): every event still accepted is at least that late,
+so it knows every folded label. Until then the label waits in ``pending`` and each event checks
+it exactly. A *late* event (older than ``latest - grace``) reads its windows as of ``latest -
+grace`` like every feature, but for labels only the ring buckets before its own event time's
+bucket: whatever became known at or after its real time stays hidden.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ from array import array
 
 from stream_scorer.features.catalog import MERCHANT_WINDOWS
 from stream_scorer.features.settings import FeatureSettings
-from stream_scorer.features.windows import Level, make_levels
+from stream_scorer.features.windows import Level, clear_ranges, make_levels
 
 _HEADER = struct.Struct("<ddI")
 
@@ -48,16 +53,27 @@ class MerchantLayout:
         )
         self.prior_frauds = settings.merchant_risk_prior_rate * settings.merchant_risk_prior_weight
         self.prior_weight = settings.merchant_risk_prior_weight
-        self.horizon_s = max(max(lv.width_s for lv in self.levels), self.risk.width_s) + self.grace_s
+        self._zeros = memoryview(array("d", bytes(8 * max(self.n_buckets, self.risk.slots))))
+        self.horizon_s = (
+            max(max(lv.width_s for lv in self.levels), self.risk.width_s) + self.grace_s
+        )
         self._level_params = tuple(
-            (lv.bucket_s, lv.span, lv.slots, lv.offset,
-             f"merchant_{lv.name}_log_count", f"merchant_{lv.name}_log_mean")
+            (
+                lv.bucket_s,
+                lv.span,
+                lv.slots,
+                lv.offset,
+                f"merchant_{lv.name}_log_count",
+                f"merchant_{lv.name}_log_mean",
+            )
             for lv in self.levels
         )
 
     def describe(self) -> str:
         """A string that changes whenever the layout does (it is part of the state fingerprint)."""
-        lv = ",".join(f"{x.name}:{x.width_s:g}/{x.bucket_s:g}x{x.slots}" for x in (*self.levels, self.risk))
+        lv = ",".join(
+            f"{x.name}:{x.width_s:g}/{x.bucket_s:g}x{x.slots}" for x in (*self.levels, self.risk)
+        )
         return f"merchant1[{lv}]"
 
     def new(self) -> MerchantState:
@@ -65,8 +81,9 @@ class MerchantLayout:
         return MerchantState(self.n_buckets, self.risk.slots)
 
     def update(self, m: MerchantState, amount: float, ts: float, x: dict[str, float]) -> bool:
-        """Write the merchant's features of this event into ``x``, fold the event in; True if late."""
+        """Write the merchant's features of this event into ``x``, fold it in; True if late."""
         max_ts = m.max_ts
+        raw_ts = ts
         late = False
         if max_ts == -math.inf:
             new_max = max_ts = ts
@@ -75,15 +92,15 @@ class MerchantLayout:
             if ts < floor_ts:
                 ts, late = floor_ts, True
             new_max = ts if ts > max_ts else max_ts
-        counts, sums = m.counts, m.sums
+        counts, sums = memoryview(m.counts), memoryview(m.sums)
+        zeros = self._zeros
         for bucket_s, span, slots, off, count_name, mean_name in self._level_params:
             k = int(ts // bucket_s)
             head, new_head = int(max_ts // bucket_s), int(new_max // bucket_s)
             if new_head > head:
-                for j in range(head + 1, min(new_head, head + slots) + 1):
-                    i = off + j % slots
-                    counts[i] = 0.0
-                    sums[i] = 0.0
+                for a, b in clear_ranges(head, new_head, slots):
+                    counts[off + a : off + b] = zeros[: b - a]
+                    sums[off + a : off + b] = zeros[: b - a]
             s0, s1 = off + (k - span + 1) % slots, off + k % slots
             if s0 <= s1:
                 c = sum(counts[s0 : s1 + 1])
@@ -94,42 +111,45 @@ class MerchantLayout:
                 s = sum(sums[s0:end]) + sum(sums[off : s1 + 1])
             x[count_name] = math.log1p(c)
             x[mean_name] = math.log1p(s / c) if c else 0.0
-            counts[s1] += 1.0
-            sums[s1] += amount
+            m.counts[s1] += 1.0
+            m.sums[s1] += amount
 
         # Labels: move the ring on, fold the labels the clock has now passed, then read.
         risk = self.risk
         bucket_s, slots = risk.bucket_s, risk.slots
-        labels, frauds = m.labels, m.frauds
+        labels, frauds = memoryview(m.labels), memoryview(m.frauds)
         head, new_head = int(max_ts // bucket_s), int(new_max // bucket_s)
         if new_head > head:
-            for j in range(head + 1, min(new_head, head + slots) + 1):
-                labels[j % slots] = 0.0
-                frauds[j % slots] = 0.0
+            for a, b in clear_ranges(head, new_head, slots):
+                labels[a:b] = zeros[: b - a]
+                frauds[a:b] = zeros[: b - a]
         m.max_ts = new_max
         if new_max > m.seen_ts:
             m.seen_ts = new_max
         n_labels = n_frauds = 0.0
+        k = int(ts // bucket_s)
+        lo = k - risk.span + 1
+        hi = int(raw_ts // bucket_s) - 1 if late else k
         if m.pending:
             settled = new_max - self.grace_s
             keep = []
             for label_ts, is_fraud in m.pending:
-                if label_ts <= settled:
+                if label_ts < settled:
                     self._fold_label(m, label_ts, is_fraud)
                 else:
                     keep.append((label_ts, is_fraud))
-                    if label_ts <= ts:
+                    if not late and label_ts < ts and label_ts // bucket_s >= lo:
                         n_labels += 1.0
                         n_frauds += is_fraud
             m.pending = keep
-        k = int(ts // bucket_s)
-        s0, s1 = (k - risk.span + 1) % slots, k % slots
-        if s0 <= s1:
-            n_labels += sum(labels[s0 : s1 + 1])
-            n_frauds += sum(frauds[s0 : s1 + 1])
-        else:
-            n_labels += sum(labels[s0:]) + sum(labels[: s1 + 1])
-            n_frauds += sum(frauds[s0:]) + sum(frauds[: s1 + 1])
+        if hi >= lo:
+            s0, s1 = lo % slots, hi % slots
+            if s0 <= s1:
+                n_labels += sum(labels[s0 : s1 + 1])
+                n_frauds += sum(frauds[s0 : s1 + 1])
+            else:
+                n_labels += sum(labels[s0:]) + sum(labels[: s1 + 1])
+                n_frauds += sum(frauds[s0:]) + sum(frauds[: s1 + 1])
         x["merchant_risk_rate"] = (n_frauds + self.prior_frauds) / (n_labels + self.prior_weight)
         x["merchant_risk_log_labels"] = math.log1p(n_labels)
         return late
@@ -138,7 +158,7 @@ class MerchantLayout:
         """Record a label known from ``label_ts`` on: folded if settled, else queued."""
         if label_ts > m.seen_ts:
             m.seen_ts = label_ts
-        if m.max_ts != -math.inf and label_ts <= m.max_ts - self.grace_s:
+        if m.max_ts != -math.inf and label_ts < m.max_ts - self.grace_s:
             self._fold_label(m, label_ts, is_fraud)
         else:
             m.pending.append((label_ts, is_fraud))
@@ -157,11 +177,17 @@ class MerchantLayout:
         """The merchant's state as bytes (arrays of float64, then the pending labels)."""
         lts = array("d", [p[0] for p in m.pending])
         flags = bytes(1 if p[1] else 0 for p in m.pending)
-        return b"".join((
-            _HEADER.pack(m.max_ts, m.seen_ts, len(m.pending)),
-            m.counts.tobytes(), m.sums.tobytes(), m.labels.tobytes(), m.frauds.tobytes(),
-            lts.tobytes(), flags,
-        ))
+        return b"".join(
+            (
+                _HEADER.pack(m.max_ts, m.seen_ts, len(m.pending)),
+                m.counts.tobytes(),
+                m.sums.tobytes(),
+                m.labels.tobytes(),
+                m.frauds.tobytes(),
+                lts.tobytes(),
+                flags,
+            )
+        )
 
     def loads(self, data: bytes | memoryview) -> MerchantState:
         """The inverse of :meth:`dumps`; raises ``ValueError`` when the bytes do not fit."""

@@ -12,43 +12,52 @@ class FeatureSettings(BaseModel):
 
     Changing ``grace_s``, ``card_merchant_slots`` or the merchant-risk window changes the state's
     layout: a snapshot or changelog written with other values is refused on restore.
+
+    Why a 5-minute grace: one card's events come out of order by seconds to a minute (producer
+    retries, several acquirers or regions, a rebalance replaying a partition); five minutes
+    covers that with room to spare and costs 6 more ring slots per card (60 bytes: the 10-minute
+    window keeps 16 one-minute buckets instead of 11, the hour 14 instead of 13); the maximum,
+    one hour, would cost 1548 bytes a card. Later events (offline terminals, batch uploads hours
+    late) are rare and no grace short of a day would cover them: they are counted in
+    ``late_events`` and folded in at ``latest - grace`` rather than dropped.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     grace_s: float = Field(
-        300.0,
+        default=300.0,
         ge=0.0,
         le=3_600.0,
         description=(
             "How far (seconds) an event may trail its card's or merchant's latest event time and "
             "still update windows exactly; older events are late: scored and folded in as if they "
-            "happened at (latest - grace). At most one hour, the bucket of the 24 h merchant memory."
+            "happened at (latest - grace). At most one hour, the bucket of a card's merchant "
+            "memory."
         ),
     )
     merchant_risk_window_s: float = Field(
-        30 * DAY_S,
+        default=30 * DAY_S,
         gt=0.0,
         description="Width of the merchant fraud-rate window, over the time labels became known.",
     )
     merchant_risk_bucket_s: float = Field(
-        DAY_S,
+        default=DAY_S,
         gt=0.0,
-        description="Bucket of the merchant fraud-rate window; the window must be a whole number of them.",
+        description="Bucket of the merchant fraud-rate window (a whole number of them).",
     )
     merchant_risk_prior_rate: float = Field(
-        0.005,
+        default=0.005,
         ge=0.0,
         le=1.0,
         description="Fraud rate a merchant is assumed to have before its labels say otherwise.",
     )
     merchant_risk_prior_weight: float = Field(
-        20.0,
+        default=20.0,
         gt=0.0,
         description="How many labels the prior rate is worth (Beta smoothing of the fraud rate).",
     )
     card_merchant_slots: int = Field(
-        12,
+        default=12,
         ge=1,
         le=255,
         description=(
@@ -57,12 +66,12 @@ class FeatureSettings(BaseModel):
         ),
     )
     evict_interval_s: float = Field(
-        3_600.0,
+        default=3_600.0,
         gt=0.0,
         description="Event time between two eviction sweeps over all entities.",
     )
     evict_keys_per_call: int = Field(
-        50_000,
+        default=50_000,
         ge=1,
         description="Entities an evict() call examines at most, so that one call stays cheap.",
     )
@@ -71,5 +80,7 @@ class FeatureSettings(BaseModel):
     def _whole_risk_buckets(self) -> FeatureSettings:
         ratio = self.merchant_risk_window_s / self.merchant_risk_bucket_s
         if abs(ratio - round(ratio)) > 1e-9 or round(ratio) < 1:
-            raise ValueError("merchant_risk_window_s must be a whole number of merchant_risk_bucket_s")
+            raise ValueError(
+                "merchant_risk_window_s must be a whole number of merchant_risk_bucket_s"
+            )
         return self

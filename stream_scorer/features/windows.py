@@ -37,8 +37,30 @@ def make_levels(specs: tuple[tuple[str, float, float], ...], grace_s: float) -> 
     for name, width_s, bucket_s in specs:
         span = round(width_s / bucket_s)
         if span * bucket_s != width_s:
-            raise ValueError(f"window {name}: {width_s} s is not a whole number of {bucket_s} s buckets")
+            raise ValueError(
+                f"window {name}: {width_s} s is not a whole number of {bucket_s} s buckets"
+            )
         slots = span + math.floor(grace_s / bucket_s) + 1
         levels.append(Level(name, float(width_s), float(bucket_s), span, slots, offset))
         offset += slots
     return tuple(levels)
+
+
+ZEROS = bytes(4096)
+"""Zero bytes to blank ring slots with one slice assignment."""
+
+
+def clear_ranges(head: int, new_head: int, slots: int) -> tuple[tuple[int, int], ...]:
+    """The slot ranges ``[a, b)`` that a ring of ``slots`` reuses when its head moves on.
+
+    >>> clear_ranges(10, 12, 5), clear_ranges(10, 13, 4), clear_ranges(0, 9, 4)
+    (((1, 3),), ((3, 4), (0, 2)), ((0, 4),))
+    """
+    moved = new_head - head
+    if moved >= slots:
+        return ((0, slots),)
+    a = (head + 1) % slots
+    b = a + moved
+    if b <= slots:
+        return ((a, b),)
+    return ((a, slots), (0, b - slots))

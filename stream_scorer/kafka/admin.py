@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
@@ -19,10 +20,32 @@ class BrokerUnreachable(StreamScorerError):
     """No broker answered at the configured bootstrap servers."""
 
 
-def admin_client(settings: Settings) -> AdminClient:
+class AuthenticationFailed(StreamScorerError):
+    """A broker answered but refused the client's credentials (SASL authentication failed)."""
+
+
+class _AuthWatch:
+    """An ``error_cb`` that keeps the first authentication error librdkafka reports."""
+
+    def __init__(self) -> None:
+        self.error: str | None = None
+
+    def __call__(self, err: KafkaError) -> None:
+        if err.code() == KafkaError._AUTHENTICATION:
+            self.error = self.error or err.str()
+        else:
+            logger.debug("kafka admin: %s", err)
+
+
+def admin_client(
+    settings: Settings, error_cb: Callable[[KafkaError], Any] | None = None
+) -> AdminClient:
     """An AdminClient with the common settings (security included); bad settings raise ConfigError."""
+    conf = settings.kafka_common()
+    if error_cb is not None:
+        conf["error_cb"] = error_cb
     try:
-        return AdminClient(settings.kafka_common())
+        return AdminClient(conf)
     except (KafkaException, ValueError, TypeError) as exc:
         raise ConfigError(f"STREAM_SCORER_KAFKA: librdkafka refused a setting: {exc}") from None
 
@@ -42,9 +65,11 @@ def ensure_topics(
     """Create the missing topics among ``names`` (all of stream-scorer's by default).
 
     Returns the names created. Another worker creating the same topic at the same time is fine.
-    Raises :class:`BrokerUnreachable` when no broker answers within ``timeout``.
+    Raises :class:`BrokerUnreachable` when no broker answers within ``timeout``, and
+    :class:`AuthenticationFailed` as soon as a broker refuses the credentials.
     """
-    admin = admin_client(settings)
+    auth = _AuthWatch()
+    admin = admin_client(settings, error_cb=auth)
     wanted = list(names) if names is not None else all_topics(settings)
     compacted = set(compacted)
     deadline = time.monotonic() + timeout
@@ -53,6 +78,13 @@ def ensure_topics(
             existing = set(admin.list_topics(timeout=min(5.0, timeout)).topics)
             break
         except KafkaException as exc:
+            admin.poll(0)  # serves error_cb: was it the credentials?
+            if auth.error is not None:
+                raise AuthenticationFailed(
+                    f"Kafka at {settings.bootstrap_servers} refused the credentials (check the"
+                    " sasl.mechanism, sasl.username and sasl.password in STREAM_SCORER_KAFKA):"
+                    f" {auth.error}"
+                ) from None
             if time.monotonic() > deadline:
                 raise BrokerUnreachable(
                     f"no Kafka broker answered at {settings.bootstrap_servers} within {timeout:.0f}s: {exc}"

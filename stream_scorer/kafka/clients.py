@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaException, Producer
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
 
 from stream_scorer.config import Settings
 from stream_scorer.exceptions import ConfigError
@@ -23,8 +23,12 @@ _CONSUMER_FIXED = {
 
 
 def _error_cb(err: Any) -> None:
-    # librdkafka reports transient broker errors here and retries by itself.
-    logger.warning("kafka: %s", err)
+    # librdkafka reports transient broker errors here and retries by itself; refused credentials
+    # are retried too, but no retry will fix them.
+    if err.code() == KafkaError._AUTHENTICATION:
+        logger.error("kafka: authentication failed (check sasl.* settings): %s", err.str())
+    else:
+        logger.warning("kafka: %s", err)
 
 
 def consumer_config(settings: Settings, group_id: str | None = None, **extra: Any) -> dict[str, Any]:
@@ -55,6 +59,9 @@ def producer_config(settings: Settings, **extra: Any) -> dict[str, Any]:
         "enable.idempotence": True,
         "linger.ms": 5,
         "compression.type": "lz4",
+        # Java's partitioner (murmur2 of the key): a card's transactions and labels land on the
+        # same partition number, whichever client (Python, Java, Kafka Streams) produced them.
+        "partitioner": "murmur2_random",
         "error_cb": _error_cb,
         "logger": librdkafka_logger,
     }

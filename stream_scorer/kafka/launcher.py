@@ -8,6 +8,12 @@ replication factor of 1, so consumer groups and transactions work on it.
 >>> with LocalKafka() as kafka:          # doctest: +SKIP
 ...     print(kafka.bootstrap_servers)
 127.0.0.1:40313
+
+With ``sasl_users`` the client listener is ``SASL_PLAINTEXT`` with the PLAIN mechanism, or
+SCRAM-SHA-256/512 (the controller listener stays ``PLAINTEXT`` on loopback);
+:meth:`LocalKafka.client_config` gives the settings a client needs:
+
+>>> kafka = LocalKafka(sasl_users={"alice": "alice-secret"})   # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -132,7 +138,14 @@ class LocalKafka:
         cache_dir: Path | None = None,
         heap: str = "768m",
         extra_properties: dict[str, str] | None = None,
+        sasl_users: dict[str, str] | None = None,
+        sasl_mechanism: str = "PLAIN",
     ) -> None:
+        """``sasl_users`` (name -> password): clients must authenticate with one of them over
+        SASL_PLAINTEXT with ``sasl_mechanism`` (PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512); the broker
+        talks to itself as an extra ``broker`` user. SCRAM credentials are written when storage
+        is formatted (first start), so later changes to ``sasl_users`` need a fresh data dir.
+        ``None`` (the default): one PLAINTEXT listener, no authentication."""
         self.version = version
         self.cache_dir = cache_dir
         self.port = port or free_port()
@@ -141,12 +154,61 @@ class LocalKafka:
         self.data_dir = Path(data_dir) if data_dir else Path(tempfile.mkdtemp(prefix="stream-scorer-kafka-"))
         self.heap = heap
         self.extra_properties = extra_properties or {}
+        if sasl_mechanism not in _SASL_MODULES:
+            raise BrokerLaunchError(
+                f"unsupported SASL mechanism {sasl_mechanism!r} (one of {', '.join(_SASL_MODULES)})"
+            )
+        self.sasl_users = dict(sasl_users) if sasl_users else None
+        self.sasl_mechanism = sasl_mechanism
+        # the broker's own user keeps its password across restarts on the same data dir (SCRAM
+        # credentials live in the cluster metadata)
+        secret = self.data_dir / "broker-sasl-password"
+        self._broker_password = secret.read_text().strip() if secret.exists() else uuid.uuid4().hex
         self.process: subprocess.Popen[bytes] | None = None
         self._lib: Path | None = None
 
     @property
     def bootstrap_servers(self) -> str:
         return f"127.0.0.1:{self.port}"
+
+    @property
+    def security_protocol(self) -> str:
+        return "SASL_PLAINTEXT" if self.sasl_users else "PLAINTEXT"
+
+    def client_config(self, user: str | None = None) -> dict[str, str]:
+        """librdkafka settings to reach this broker (as ``user``, or the broker's own user)."""
+        conf = {"bootstrap.servers": self.bootstrap_servers}
+        if self.sasl_users:
+            password = self.sasl_users[user] if user else self._broker_password
+            conf.update(
+                {
+                    "security.protocol": "SASL_PLAINTEXT",
+                    "sasl.mechanism": self.sasl_mechanism,
+                    "sasl.username": user or "broker",
+                    "sasl.password": password,
+                }
+            )
+        return conf
+
+    def _jaas(self) -> str:
+        login = (
+            f"{_SASL_MODULES[self.sasl_mechanism]} required"
+            f' username="broker" password="{self._broker_password}"'
+        )
+        if self.sasl_mechanism != "PLAIN":
+            return login + ";"  # SCRAM users live in the metadata (see _scram_args)
+        users = {"broker": self._broker_password, **(self.sasl_users or {})}
+        return login + " " + " ".join(f'user_{name}="{pw}"' for name, pw in users.items()) + ";"
+
+    def _scram_args(self) -> list[str]:
+        """StorageTool arguments that write the SCRAM credentials at format time."""
+        if not self.sasl_users or not self.sasl_mechanism.startswith("SCRAM"):
+            return []
+        users = {"broker": self._broker_password, **self.sasl_users}
+        args = []
+        for name, pw in users.items():
+            args += ["--add-scram", f'{self.sasl_mechanism}=[name="{name}",password="{pw}"]']
+        return args
 
     @property
     def log_file(self) -> Path:
@@ -188,6 +250,25 @@ class LocalKafka:
             "auto.create.topics.enable": "false",
             "log.flush.interval.messages": "9223372036854775807",
         }
+        if self.sasl_users:
+            # Clients authenticate on SASL_PLAINTEXT; the controller listener stays PLAINTEXT on
+            # loopback. No authorizer: any authenticated user may do anything.
+            props.update(
+                {
+                    "listeners": f"SASL_PLAINTEXT://127.0.0.1:{self.port},"
+                    f"CONTROLLER://127.0.0.1:{self.controller_port}",
+                    "advertised.listeners": f"SASL_PLAINTEXT://127.0.0.1:{self.port}",
+                    "inter.broker.listener.name": "SASL_PLAINTEXT",
+                    "listener.security.protocol.map": (
+                        "SASL_PLAINTEXT:SASL_PLAINTEXT,CONTROLLER:PLAINTEXT"
+                    ),
+                    "sasl.enabled.mechanisms": self.sasl_mechanism,
+                    "sasl.mechanism.inter.broker.protocol": self.sasl_mechanism,
+                    f"listener.name.sasl_plaintext.{self.sasl_mechanism.lower()}.sasl.jaas.config": (
+                        self._jaas()
+                    ),
+                }
+            )
         props.update(self.extra_properties)
         path = self.data_dir / "server.properties"
         path.write_text("".join(f"{k}={v}\n" for k, v in props.items()))
@@ -201,9 +282,16 @@ class LocalKafka:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         config = self._write_config()
         if not (self.data_dir / "logs" / "meta.properties").exists():
+            if self.sasl_users:
+                secret = self.data_dir / "broker-sasl-password"
+                secret.write_text(self._broker_password)
+                secret.chmod(0o600)
             cluster_id = _cluster_id()
             fmt = subprocess.run(
-                self._java("kafka.tools.StorageTool", "format", f"--cluster-id={cluster_id}", "-c", str(config), "--standalone"),
+                self._java(
+                    "kafka.tools.StorageTool", "format", f"--cluster-id={cluster_id}",
+                    "-c", str(config), "--standalone", *self._scram_args(),
+                ),
                 capture_output=True, text=True, check=False,
             )
             if fmt.returncode != 0:
@@ -221,7 +309,7 @@ class LocalKafka:
     def _wait_ready(self, timeout: float) -> None:
         from confluent_kafka.admin import AdminClient
 
-        admin = AdminClient({"bootstrap.servers": self.bootstrap_servers, "log_level": 0})
+        admin = AdminClient({**self.client_config(), "log_level": 0})
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             assert self.process is not None
@@ -274,6 +362,13 @@ class LocalKafka:
 
     def __exit__(self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None) -> None:
         self.close()
+
+
+_SASL_MODULES = {
+    "PLAIN": "org.apache.kafka.common.security.plain.PlainLoginModule",
+    "SCRAM-SHA-256": "org.apache.kafka.common.security.scram.ScramLoginModule",
+    "SCRAM-SHA-512": "org.apache.kafka.common.security.scram.ScramLoginModule",
+}
 
 
 def _cluster_id() -> str:

@@ -15,6 +15,8 @@ checkpoint, is truncated, was signed with another key, or was altered.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import hmac
 import logging
@@ -55,6 +57,8 @@ class Checkpoint:
     champion: OnlineLogit
     challenger: OnlineLogit | OnlineTree | None
     meta: dict[str, Any]
+    features: bytes | None = None
+    """A feature-engine snapshot saved with the models (by ``backtest``), if any."""
 
 
 def encode(
@@ -63,6 +67,7 @@ def encode(
     key: bytes,
     generation: int,
     meta: dict[str, Any] | None = None,
+    features: bytes | None = None,
 ) -> bytes:
     """The signed bytes of a checkpoint of generation ``generation``."""
     if not key:
@@ -75,6 +80,7 @@ def encode(
             "champion": champion.state(),
             "challenger": challenger.state() if challenger is not None else None,
             "meta": meta or {},
+            "features_b64": base64.b64encode(features).decode() if features is not None else None,
         }
     )
     header = b"%s %d %s %d\n" % (MAGIC, FORMAT_VERSION, key_id(key).encode(), len(payload))
@@ -100,22 +106,28 @@ def decode(data: bytes, key: bytes, source: str = "checkpoint") -> Checkpoint:
     except ValueError:
         raise CheckpointError(f"{source}: not a stream-scorer checkpoint (bad header)") from None
     if version != FORMAT_VERSION:
-        raise CheckpointError(f"{source}: checkpoint format {version} is not supported (want {FORMAT_VERSION})")
+        raise CheckpointError(
+            f"{source}: checkpoint format {version} is not supported (want {FORMAT_VERSION})"
+        )
     header_end = newline + 1
     expected = header_end + length + TAG_BYTES
     if len(data) < expected:
         raise CheckpointError(f"{source}: truncated checkpoint ({len(data)} of {expected} bytes)")
     if len(data) > expected:
-        raise CheckpointError(f"{source}: {len(data) - expected} unexpected bytes after the checkpoint")
+        raise CheckpointError(
+            f"{source}: {len(data) - expected} unexpected bytes after the checkpoint"
+        )
     theirs = parts[2].decode("ascii", "replace")
     if not hmac.compare_digest(theirs, key_id(key)):
         raise CheckpointError(
             f"{source}: signed with another key (key id {theirs}, ours {key_id(key)}); refusing it"
         )
-    body = data[:header_end + length]
+    body = data[: header_end + length]
     tag = data[header_end + length :]
     if not hmac.compare_digest(tag, hmac.new(key, body, hashlib.sha256).digest()):
-        raise CheckpointError(f"{source}: integrity check failed (HMAC mismatch): the file was altered")
+        raise CheckpointError(
+            f"{source}: integrity check failed (HMAC mismatch): the file was altered"
+        )
     # Verified: from here on the bytes are ours.
     try:
         obj = orjson.loads(data[header_end : header_end + length])
@@ -123,16 +135,29 @@ def decode(data: bytes, key: bytes, source: str = "checkpoint") -> Checkpoint:
         ch = obj["challenger"]
         challenger: OnlineLogit | OnlineTree | None = None
         if ch is not None:
-            challenger = OnlineLogit.from_state(ch) if ch["kind"] == "logreg" else OnlineTree.from_verified_state(ch)
+            challenger = (
+                OnlineLogit.from_state(ch)
+                if ch["kind"] == "logreg"
+                else OnlineTree.from_verified_state(ch)
+            )
         return Checkpoint(
             generation=int(obj["generation"]),
             created_at=datetime.fromisoformat(obj["created_at"]),
             champion=champion,
             challenger=challenger,
             meta=dict(obj.get("meta") or {}),
+            features=base64.b64decode(f, validate=True) if (f := obj.get("features_b64")) else None,
         )
-    except (orjson.JSONDecodeError, KeyError, ValueError, TypeError, AttributeError, ImportError,
-            pickle.UnpicklingError) as exc:
+    except (
+        binascii.Error,
+        orjson.JSONDecodeError,
+        KeyError,
+        ValueError,
+        TypeError,
+        AttributeError,
+        ImportError,
+        pickle.UnpicklingError,
+    ) as exc:
         raise CheckpointError(f"{source}: signed but unreadable checkpoint: {exc}") from exc
 
 
@@ -167,6 +192,7 @@ def save(
     challenger: OnlineLogit | OnlineTree | None,
     key: bytes,
     meta: dict[str, Any] | None = None,
+    features: bytes | None = None,
 ) -> int:
     """Write the next generation of checkpoint to ``path``; return its generation.
 
@@ -178,7 +204,7 @@ def save(
     champion.generation = generation
     if challenger is not None:
         challenger.generation = generation
-    write_atomic(path, encode(champion, challenger, key, generation, meta))
+    write_atomic(path, encode(champion, challenger, key, generation, meta, features))
     return generation
 
 
@@ -213,7 +239,10 @@ class Checkpointer:
         return (now if now is not None else time.monotonic()) - self.last_save >= self.interval_s
 
     def save(
-        self, champion: OnlineLogit, challenger: OnlineLogit | OnlineTree | None, meta: dict[str, Any] | None = None
+        self,
+        champion: OnlineLogit,
+        challenger: OnlineLogit | OnlineTree | None,
+        meta: dict[str, Any] | None = None,
     ) -> int:
         generation = save(self.path, champion, challenger, self.key, meta)
         self.last_save = time.monotonic()
@@ -221,7 +250,10 @@ class Checkpointer:
         return generation
 
     def maybe_save(
-        self, champion: OnlineLogit, challenger: OnlineLogit | OnlineTree | None, meta: dict[str, Any] | None = None
+        self,
+        champion: OnlineLogit,
+        challenger: OnlineLogit | OnlineTree | None,
+        meta: dict[str, Any] | None = None,
     ) -> int | None:
         """Save when the interval has passed (call once per batch, not per event)."""
         return self.save(champion, challenger, meta) if self.due() else None

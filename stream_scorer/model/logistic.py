@@ -12,7 +12,6 @@ checkpoints need no pickle for the champion.
 
 from __future__ import annotations
 
-import heapq
 import math
 from typing import Any
 
@@ -45,7 +44,7 @@ class OnlineLogit:
     With ``imbalance="weight"`` a fraud label weighs ``min(weight_cap, (1 - prior) / prior)``,
     the prior being the share of fraud among the labels learned so far (Laplace-smoothed).
 
-    >>> m = OnlineLogit(ModelSettings())
+    >>> m = OnlineLogit(ModelSettings(intercept_init=0.0))
     >>> p, reasons = m.score({"a": 1.0})
     >>> p
     0.5
@@ -63,6 +62,7 @@ class OnlineLogit:
             optimizer=optim.SGD(settings.learning_rate),
             l2=settings.l2,
             intercept_lr=settings.intercept_lr,
+            intercept_init=settings.intercept_init,
         )
         self.pipeline = compose.Pipeline(self.scaler, self.logit)
         self.n_learned = 0
@@ -76,22 +76,34 @@ class OnlineLogit:
         return f"{self.settings.name}/{self.generation}"
 
     def score(self, x: dict[str, float]) -> tuple[float, list[tuple[str, float]]]:
-        """The fraud probability of ``x`` and its top positive contributions to the logit."""
-        scaled = self.scaler.transform_one(x)
+        """The fraud probability of ``x`` and its top positive contributions to the logit.
+
+        One pass over ``x`` scales each value as River's StandardScaler does, and adds its
+        contribution (weight times scaled value) to the logit; reading never changes the model.
+        """
+        means, vars_ = self.scaler.means, self.scaler.vars
         weights = self.logit._weights
-        contributions = {name: weights.get(name, 0.0) * value for name, value in scaled.items()}
-        z = self.logit.intercept + sum(contributions.values())
-        if not self.n_reasons:
-            return _sigmoid(z), []
-        reasons = heapq.nlargest(self.n_reasons, contributions.items(), key=_second)
-        return _sigmoid(z), [(n, c) for n, c in reasons if c > 0.0]
+        z = self.logit.intercept
+        k = self.n_reasons
+        positive: list[tuple[str, float]] = []
+        for name, value in x.items():
+            var = vars_.get(name, 0.0)
+            if not var:
+                continue  # River scales a feature without variance to 0
+            c = weights.get(name, 0.0) * ((value - means[name]) / var**0.5)
+            z += c
+            if k and c > 0.0:
+                positive.append((name, c))
+        if len(positive) > 1:
+            positive.sort(key=_second, reverse=True)  # stable: ties keep feature order
+        return _sigmoid(z), positive[:k]
 
     def predict_proba(self, x: dict[str, float]) -> float:
         """The fraud probability of ``x`` alone (no reason codes)."""
         return self.score(x)[0]
 
     def class_weight(self, y: bool) -> float:
-        """The weight a label ``y`` gets now (1 unless ``imbalance="weight"`` and ``y`` is fraud)."""
+        """The weight of a label ``y`` now: 1, unless ``imbalance="weight"`` and ``y`` is fraud."""
         if not (self._weighted and y):
             return 1.0
         prior = (self.n_positive + 1.0) / (self.n_learned + 2.0)

@@ -50,8 +50,14 @@ class PendingStore:
     """A bounded map ``transaction_id -> Pending`` with event-time expiry."""
 
     COUNTERS = (
-        "added", "applied_labels", "expired", "evicted_full", "expired_labels", "unknown_labels",
-        "duplicate_labels", "replaced",
+        "added",
+        "applied_labels",
+        "expired",
+        "evicted_full",
+        "expired_labels",
+        "unknown_labels",
+        "duplicate_labels",
+        "replaced",
     )
 
     def __init__(self, max_entries: int = 200_000, max_age_s: float = 14 * 86_400.0) -> None:
@@ -74,7 +80,9 @@ class PendingStore:
     def __contains__(self, transaction_id: object) -> bool:
         return transaction_id in self.entries
 
-    def put(self, transaction_id: str, features: dict[str, float], merchant_id: str, event_ts: float) -> None:
+    def put(
+        self, transaction_id: str, features: dict[str, float], merchant_id: str, event_ts: float
+    ) -> None:
         """Remember what ``transaction_id`` was scored on (a re-scored id replaces its entry)."""
         entries = self.entries
         if transaction_id in entries:
@@ -110,7 +118,7 @@ class PendingStore:
         return None
 
     def evict(self, watermark_ts: float) -> int:
-        """Drop entries whose event time is older than ``watermark_ts - max_age_s``; return how many."""
+        """Drop entries dated before ``watermark_ts - max_age_s``; return how many."""
         horizon = watermark_ts - self.max_age_s
         entries = self.entries
         n = 0
@@ -162,7 +170,9 @@ class PendingStore:
                 "format": FORMAT_VERSION,
                 "max_entries": self.max_entries,
                 "max_age_s": self.max_age_s,
-                "entries": [[k, e.features, e.merchant_id, e.event_ts] for k, e in self.entries.items()],
+                "entries": [
+                    [k, e.features, e.merchant_id, e.event_ts] for k, e in self.entries.items()
+                ],
                 "gone": [[k, v] for k, v in self.gone.items()],
                 "counters": self.counters,
             }
@@ -181,8 +191,9 @@ class PendingStore:
                 for k, f, m, ts in obj["entries"]
             }
             store.gone = {str(k): int(v) for k, v in obj["gone"]}
-            store.counters.update({k: int(v) for k, v in obj["counters"].items() if k in store.counters})
+            store.counters.update(
+                {k: int(v) for k, v in obj["counters"].items() if k in store.counters}
+            )
         except (orjson.JSONDecodeError, ValueError, KeyError, TypeError, AttributeError) as exc:
             raise CheckpointError(f"cannot restore the pending store: {exc}") from exc
         return store
-

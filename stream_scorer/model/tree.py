@@ -28,8 +28,10 @@ class OnlineTree:
         self.name = name or settings.model
         if settings.model == "arf":
             self.model: Any = forest.ARFClassifier(
-                n_models=settings.n_models, grace_period=settings.grace_period,
-                delta=settings.delta, seed=settings.seed,
+                n_models=settings.n_models,
+                grace_period=settings.grace_period,
+                delta=settings.delta,
+                seed=settings.seed,
             )
         else:
             self.model = tree.HoeffdingAdaptiveTreeClassifier(
@@ -71,7 +73,7 @@ class OnlineTree:
         if state.get("kind") != cls.kind or state.get("state_version") != STATE_VERSION:
             raise ValueError(f"not a {cls.kind} state of version {STATE_VERSION}")
         m = cls(TreeSettings.model_validate(state["settings"]), name=str(state["name"]))
-        m.model = pickle.loads(base64.b64decode(state["pickle_b64"]))  # noqa: S301 (verified)
+        m.model = pickle.loads(base64.b64decode(state["pickle_b64"]))
         m.generation = int(state["generation"])
         m.n_learned = int(state["n_learned"])
         return m

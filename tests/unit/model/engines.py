@@ -11,7 +11,13 @@ from typing import Any
 
 from stream_scorer.events import Transaction
 
-NAMES = ("log_amount", "card_log_count", "card_amount_ratio", "card_log_seconds_since_prev", "card_merchant_new")
+NAMES = (
+    "log_amount",
+    "card_log_count",
+    "card_amount_ratio",
+    "card_log_seconds_since_prev",
+    "card_merchant_new",
+)
 
 
 class ToyFeatures:
@@ -41,7 +47,9 @@ class ToyFeatures:
         merchants.add(txn.merchant_id)
         return x
 
-    def observe_label(self, merchant_id: str, is_fraud: bool, event_ts: float, label_ts: float) -> None:
+    def observe_label(
+        self, merchant_id: str, is_fraud: bool, event_ts: float, label_ts: float
+    ) -> None:
         self.labels.append((merchant_id, is_fraud, event_ts, label_ts))
 
     def evict(self, watermark_ts: float) -> None:

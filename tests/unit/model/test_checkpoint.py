@@ -1,4 +1,4 @@
-"""Checkpoints: identical scores after a round trip; altered, foreign and truncated files refused."""
+"""Checkpoints: identical scores after a round trip; altered, foreign, truncated files refused."""
 
 from __future__ import annotations
 
@@ -27,8 +27,11 @@ def trained(stream, challenger):
 
 @pytest.mark.parametrize(
     "make_challenger",
-    [lambda: None, lambda: OnlineLogit(ModelSettings(name="fast", learning_rate=0.05)),
-     lambda: OnlineTree(TreeSettings(grace_period=50))],
+    [
+        lambda: None,
+        lambda: OnlineLogit(ModelSettings(name="fast", learning_rate=0.05)),
+        lambda: OnlineTree(TreeSettings(grace_period=50)),
+    ],
     ids=["no-challenger", "logreg", "tree"],
 )
 def test_round_trip_gives_identical_scores(tmp_path, stream, make_challenger):
@@ -129,4 +132,4 @@ def test_checkpointer_saves_when_due(tmp_path):
     m = OnlineLogit(ModelSettings())
     assert c.maybe_save(m, None) is None
     assert c.save(m, None) == 1
-    assert c.due(now=c.last_save + 3_600)
+    assert c.due(now=c.last_save + 3_601)

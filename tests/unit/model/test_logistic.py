@@ -17,11 +17,18 @@ from stream_scorer.model.settings import ModelSettings
 def river_pipeline(s: ModelSettings) -> compose.Pipeline:
     return compose.Pipeline(
         preprocessing.StandardScaler(),
-        linear_model.LogisticRegression(optim.SGD(s.learning_rate), l2=s.l2, intercept_lr=s.intercept_lr),
+        linear_model.LogisticRegression(
+            optim.SGD(s.learning_rate),
+            l2=s.l2,
+            intercept_lr=s.intercept_lr,
+            intercept_init=s.intercept_init,
+        ),
     )
 
 
-@pytest.mark.parametrize("s", [ModelSettings(), ModelSettings(learning_rate=0.1, l2=0.01, intercept_lr=0.05)])
+@pytest.mark.parametrize(
+    "s", [ModelSettings(), ModelSettings(learning_rate=0.1, l2=0.01, intercept_lr=0.05)]
+)
 def test_probability_equals_river_predict_proba_one(stream, s):
     m = OnlineLogit(s)
     reference = river_pipeline(s)  # trained apart, through River's own pipeline.learn_one
@@ -46,7 +53,9 @@ def test_probability_equals_river_on_any_stream(events):
     s = ModelSettings()
     m, reference = OnlineLogit(s), river_pipeline(s)
     for x, y in events:
-        assert m.score(x)[0] == pytest.approx(reference.predict_proba_one(x)[True], rel=1e-9, abs=1e-12)
+        assert m.score(x)[0] == pytest.approx(
+            reference.predict_proba_one(x)[True], rel=1e-9, abs=1e-12
+        )
         m.learn(x, y)
         reference.learn_one(x, y)
 
@@ -56,9 +65,11 @@ def test_reason_codes_are_the_top_positive_contributions(stream):
     for x, y in stream[:2_000]:
         m.learn(x, y)
     x = max((x for x, _ in stream[2_000:]), key=lambda x: m.score(x)[0])
-    p, reasons = m.score(x)
+    _, reasons = m.score(x)
     scaled = m.scaler.transform_one(x)
-    expected = sorted(((n, m.logit._weights.get(n, 0.0) * v) for n, v in scaled.items()), key=lambda t: -t[1])
+    expected = sorted(
+        ((n, m.logit._weights.get(n, 0.0) * v) for n, v in scaled.items()), key=lambda t: -t[1]
+    )
     expected = [(n, c) for n, c in expected[:3] if c > 0]
     assert [n for n, _ in reasons] == [n for n, _ in expected]
     assert [c for _, c in reasons] == pytest.approx([c for _, c in expected])

@@ -58,7 +58,12 @@ def test_a_late_label_is_counted_never_raised():
     assert s.pop("t3") is not None
     assert s.pop("t3") is None  # a second label for the same transaction
     c = s.counters
-    assert (c["expired_labels"], c["unknown_labels"], c["duplicate_labels"], c["applied_labels"]) == (1, 1, 1, 1)
+    assert (
+        c["expired_labels"],
+        c["unknown_labels"],
+        c["duplicate_labels"],
+        c["applied_labels"],
+    ) == (1, 1, 1, 1)
 
 
 def test_rescoring_replaces_the_entry():
@@ -92,7 +97,12 @@ def test_restore_refuses_garbage(data):
 @settings(max_examples=60, deadline=None)
 @given(
     st.integers(1, 20),
-    st.lists(st.tuples(st.sampled_from(["put", "pop", "evict"]), st.integers(0, 30), st.floats(0, 1_000)), max_size=80),
+    st.lists(
+        st.tuples(
+            st.sampled_from(["put", "pop", "evict"]), st.integers(0, 30), st.floats(0, 1_000)
+        ),
+        max_size=80,
+    ),
 )
 def test_bounds_hold_whatever_happens(max_entries, ops):
     s = PendingStore(max_entries=max_entries, max_age_s=100.0)

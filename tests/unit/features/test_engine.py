@@ -1,0 +1,125 @@
+"""Unit behaviour of the engine: late events, the grace boundary, merchant memory, settings."""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from pydantic import ValidationError
+
+from stream_scorer.events import Transaction
+from stream_scorer.features import CardFeatures, FeatureEngine, FeatureSettings
+from tests.unit.features.strategies import T0
+
+
+def test_card_features_is_the_engine_for_the_worker() -> None:
+    txn = Transaction(
+        transaction_id="t",
+        event_time=datetime(2026, 1, 1, tzinfo=UTC),
+        card_id="c",
+        merchant_id="m",
+        amount=12.5,
+        currency="EUR",
+        is_fraud=None,
+    )
+    f = CardFeatures()
+    x = f.update(txn)
+    assert isinstance(f, FeatureEngine)
+    assert tuple(x) == f.names
+    assert x == FeatureEngine().update_raw("c", "m", 12.5, txn.event_time.timestamp())
+
+
+@pytest.mark.parametrize(("lag", "late"), [(300.0, False), (300.25, True), (0.0, False)])
+def test_the_grace_boundary(lag: float, late: bool) -> None:
+    eng = FeatureEngine(FeatureSettings(grace_s=300))
+    eng.update_raw("c", "m", 10.0, T0 + 1_000)
+    eng.update_raw("c2", "m2", 10.0, T0 + 1_000)  # keep card and merchant clocks apart below
+    x = eng.update_raw("c", "m2", 10.0, T0 + 1_000 - lag)
+    assert eng.late_events == int(late)
+    assert x["card_log_seconds_since_prev"] == 0.0 or lag == 0.0
+
+
+def test_a_late_event_is_folded_at_latest_minus_grace() -> None:
+    eng = FeatureEngine(FeatureSettings(grace_s=300))
+    eng.update_raw("c", "m", 10.0, T0 + 3 * 86_400)
+    eng.update_raw("c", "m", 50.0, T0)  # three days late: counted at T0 + 3 d - 300 s
+    assert eng.late_events == 1
+    x = eng.update_raw("c", "m", 10.0, T0 + 3 * 86_400 + 1)
+    assert x["card_10m_log_count"] == math.log1p(2)
+    assert x["card_10m_log_max"] == pytest.approx(math.log1p(50.0))
+
+
+def test_merchant_memory_forgets_the_least_recently_seen_when_full() -> None:
+    eng = FeatureEngine(FeatureSettings(card_merchant_slots=3))
+    for i, m in enumerate(["a", "b", "c", "a", "d"]):  # "b" is then the least recently seen
+        eng.update_raw("card", m, 10.0, T0 + i * 3_600)
+    x = eng.update_raw("card", "a", 10.0, T0 + 5 * 3_600)
+    assert x["card_merchant_new"] == 0.0
+    assert x["card_24h_log_distinct_merchants"] == math.log1p(3)  # a, c, d: b was forgotten
+    assert eng.update_raw("card", "b", 10.0, T0 + 6 * 3_600)["card_merchant_new"] == 1.0
+
+
+def test_every_feature_is_finite_at_the_extremes() -> None:
+    eng = FeatureEngine()
+    for amount, ts in [(1e-9, T0), (1e9, T0), (1e9, T0 + 1), (1e-9, T0 + 2), (1.0, 1.0)]:
+        x = eng.update_raw("c", "m", amount, ts)
+        assert all(math.isfinite(v) for v in x.values()), x
+        assert -10.0 <= x["card_amount_z"] <= 10.0 and 0.0 <= x["card_amount_ratio"] <= 100.0
+
+
+def test_time_features() -> None:
+    monday_6h = datetime(2026, 1, 5, 6, tzinfo=UTC).timestamp()
+    x = FeatureEngine().update_raw("c", "m", 1.0, monday_6h)
+    assert x["hour_sin"] == pytest.approx(1.0) and x["hour_cos"] == pytest.approx(0.0, abs=1e-9)
+    week = 2 * math.pi * (0.25 / 7)
+    assert x["dow_sin"] == pytest.approx(math.sin(week)) and x["dow_cos"] == pytest.approx(
+        math.cos(week)
+    )
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"grace_s": -1},
+        {"grace_s": 3_601},
+        {"unknown": 1},
+        {"merchant_risk_window_s": 10 * 86_400, "merchant_risk_bucket_s": 3 * 86_400},
+        {"card_merchant_slots": 0},
+        {"merchant_risk_prior_rate": 2},
+    ],
+)
+def test_bad_settings_are_refused(kwargs: dict[str, Any]) -> None:
+    with pytest.raises(ValidationError):
+        FeatureSettings.model_validate(kwargs)
+
+
+def test_settings_are_described() -> None:
+    for name, field in FeatureSettings.model_fields.items():
+        assert field.description, name
+
+
+def test_card_state_is_small() -> None:
+    eng = FeatureEngine()
+    eng.update_raw("c", "m", 1.0, T0)
+    value = eng.dump_key("c:c")
+    assert value is not None and len(value) <= 1024
+
+
+@pytest.mark.parametrize(
+    ("amount", "ts"), [(0.0, T0), (-1.0, T0), (math.nan, T0), (1.0, -5.0), (1.0, math.nan)]
+)
+def test_impossible_values_are_refused(amount: float, ts: float) -> None:
+    eng = FeatureEngine()
+    with pytest.raises(ValueError):
+        eng.update_raw("c", "m", amount, ts)
+    assert eng.n_entities() == 0
+
+
+def test_the_readme_table_lists_every_feature() -> None:
+    from stream_scorer.features.catalog import markdown_table
+
+    table = markdown_table()
+    assert all(f"| `{name}` |" in table for name in FeatureEngine.names)
+    assert len(table.splitlines()) == len(FeatureEngine.names) + 2

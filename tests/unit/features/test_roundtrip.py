@@ -1,0 +1,148 @@
+"""Snapshot/restore and the per-key changelog give the same features as an uninterrupted engine."""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from stream_scorer.exceptions import StateError
+from stream_scorer.features import FeatureEngine
+from stream_scorer.features.settings import FeatureSettings
+from tests.unit.features.strategies import T0, run, settings_st, streams
+
+
+@st.composite
+def with_evictions(draw: st.DrawFn) -> list[tuple[Any, ...]]:
+    """A stream with eviction sweeps now and then, at a watermark that never goes back.
+
+    With ``evict_interval_s`` tiny and few keys, every call is one whole sweep, so an engine
+    restored in between evicts exactly what the uninterrupted one does.
+    """
+    stream = draw(streams(max_items=80))
+    out: list[tuple[Any, ...]] = []
+    watermark = T0
+    for item in stream:
+        out.append(item)
+        if item[0] == "txn" and draw(st.integers(0, 6)) == 0:
+            ahead = draw(st.sampled_from([0, 8 * 86_400, 40 * 86_400]))
+            watermark = max(watermark + 1, item[4] + ahead)
+            out.append(("evict", watermark))
+    return out
+
+
+@settings(max_examples=150, deadline=None)
+@given(stream=with_evictions(), fs=settings_st, data=st.data())
+def test_snapshot_restore_continues_identically(
+    stream: list[Any], fs: FeatureSettings, data: st.DataObject
+) -> None:
+    cut = data.draw(st.integers(0, len(stream)))
+    whole = FeatureEngine(fs)
+    expected = run(whole, stream)
+    first = FeatureEngine(fs)
+    head = run(first, stream[:cut])
+    second = FeatureEngine.restore(first.snapshot(), fs)
+    assert second.snapshot() == first.snapshot()
+    assert head + run(second, stream[cut:]) == expected
+    assert second.late_events == whole.late_events
+    assert second.n_entities() == whole.n_entities()
+
+
+@settings(max_examples=150, deadline=None)
+@given(stream=with_evictions(), fs=settings_st, data=st.data())
+def test_changelog_replay_continues_identically(
+    stream: list[Any], fs: FeatureSettings, data: st.DataObject
+) -> None:
+    """Flush dirty keys to a compacted 'topic' now and then; a new engine loads it and goes on."""
+    cut = data.draw(st.integers(0, len(stream)))
+    expected = run(FeatureEngine(fs), stream)
+    first = FeatureEngine(fs)
+    topic: dict[str, bytes | None] = {}
+    got: list[dict[str, float]] = []
+    for i, item in enumerate(stream[:cut]):
+        got += run(first, [item])
+        if i == cut - 1 or data.draw(st.booleans()):
+            for key in first.dirty_keys():
+                topic[key] = first.dump_key(key)
+            first.clear_dirty()
+    assert not first.dirty_keys()
+    second = FeatureEngine(fs)
+    for key, value in topic.items():
+        second.load_key(key, value)
+    assert {k for k, v in topic.items() if v is not None} == (
+        {f"c:{c}" for c in first.cards} | {f"m:{m}" for m in first.merchants}
+    )
+    assert not second.dirty_keys()
+    got += run(second, stream[cut:])
+    assert got == expected
+
+
+def _busy_engine(fs: FeatureSettings | None = None) -> FeatureEngine:
+    rng = random.Random(7)
+    eng = FeatureEngine(fs)
+    for i in range(300):
+        eng.update_raw(f"c{rng.randrange(40)}", f"m{rng.randrange(9)}", rng.uniform(1, 500), T0 + i)
+        if i % 10 == 0:
+            eng.observe_label(f"m{rng.randrange(9)}", rng.random() < 0.3, T0 + i, T0 + i + 50)
+    return eng
+
+
+def test_every_single_byte_change_of_a_snapshot_is_refused() -> None:
+    data = bytearray(_busy_engine().snapshot())
+    rng = random.Random(1)
+    for at in [*range(0, 40), *rng.sample(range(40, len(data)), 200), len(data) - 1]:
+        bad = bytearray(data)
+        bad[at] ^= 1 << rng.randrange(8)
+        with pytest.raises(StateError):
+            FeatureEngine.restore(bytes(bad))
+
+
+@pytest.mark.parametrize("cut", [0, 3, 10, 31, -1])
+def test_truncated_snapshot_is_refused(cut: int) -> None:
+    data = _busy_engine().snapshot()
+    with pytest.raises(StateError):
+        FeatureEngine.restore(data[:cut])
+
+
+@pytest.mark.parametrize("data", [b"", b"garbage", b"PK\x03\x04" + bytes(100), b"\x80\x04K\x01."])
+def test_foreign_bytes_are_refused(data: bytes) -> None:
+    with pytest.raises(StateError):
+        FeatureEngine.restore(data)
+
+
+def test_snapshot_of_other_settings_is_refused() -> None:
+    data = _busy_engine(FeatureSettings(grace_s=60)).snapshot()
+    with pytest.raises(StateError, match="other feature settings"):
+        FeatureEngine.restore(data, FeatureSettings(grace_s=120))
+    assert FeatureEngine.restore(data, FeatureSettings(grace_s=60)).n_entities() == 49
+
+
+def test_bad_changelog_values_are_refused() -> None:
+    eng = _busy_engine()
+    card, merchant = eng.dump_key("c:c1"), eng.dump_key("m:m1")
+    assert card is not None and merchant is not None
+    other = FeatureEngine(FeatureSettings(card_merchant_slots=4))
+    fresh = FeatureEngine()
+    for key, value in [
+        ("c:x", card[:-1]),
+        ("c:x", merchant),
+        ("m:x", card),
+        ("m:x", merchant[:-3]),
+        ("m:x", b""),
+        ("c:x", b"\x00"),
+        ("x:y", card),
+        ("c:", card),
+        ("nocolon", card),
+    ]:
+        with pytest.raises(StateError):
+            fresh.load_key(key, value)
+    with pytest.raises(StateError, match="other feature settings"):
+        other.load_key("c:c1", card)
+    fresh.load_key("c:c1", card)
+    fresh.load_key("m:m1", merchant)
+    assert fresh.dump_key("c:c1") == card and fresh.dump_key("m:m1") == merchant
+    fresh.load_key("c:c1", None)
+    assert fresh.dump_key("c:c1") is None and fresh.n_entities() == 1
