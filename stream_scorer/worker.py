@@ -28,6 +28,8 @@ import base64
 import logging
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -46,13 +48,13 @@ from confluent_kafka import (
 from stream_scorer.config import Settings
 from stream_scorer.decode import Decoder, Rejection, decode_label
 from stream_scorer.events import SCHEMA_VERSION, Label
-from stream_scorer.exceptions import ConfigError
+from stream_scorer.exceptions import ConfigError, StreamScorerError
 from stream_scorer.features.engine import FeatureEngine
 from stream_scorer.kafka.admin import ensure_topics, partition_count
+from stream_scorer.kafka.clients import log_client_error as client_error_cb
 from stream_scorer.kafka.clients import make_consumer, make_producer
 from stream_scorer.model import checkpoint
-from stream_scorer.model.settings import ScorerSettings
-from stream_scorer.pipeline import Scorer
+from stream_scorer.pipeline import Scorer, scorer_settings
 from stream_scorer.state.changelog import changelog_topic
 from stream_scorer.state.store import StateStore
 
@@ -60,6 +62,14 @@ logger = logging.getLogger(__name__)
 
 TXN_TIMEOUT_S = 60.0
 """How long a transaction call may take before it is retried (the broker may be away)."""
+TXN_WEDGED_S = 2 * TXN_TIMEOUT_S
+CONSUMER_REJOIN_S = 45.0
+"""A consumer that lost its partitions and has none back after this long is replaced."""
+"""A transaction call still running after this long is stuck, not slow."""
+
+
+class TransactionWedged(StreamScorerError):
+    """A transactional call did not return, past its own timeout."""
 
 
 @dataclass
@@ -83,17 +93,6 @@ class WorkerStats:
 
     def as_dict(self) -> dict[str, int]:
         return asdict(self)
-
-
-def scorer_settings(settings: Settings) -> ScorerSettings:
-    """The scoring layer's settings out of the process settings."""
-    return ScorerSettings(
-        review_threshold=settings.review_threshold,
-        decline_threshold=settings.decline_threshold,
-        model=settings.model,
-        challenger=settings.challenger,
-        pending=settings.pending,
-    )
 
 
 def build_scorer(settings: Settings) -> Scorer:
@@ -147,6 +146,11 @@ class Worker:
         self._owned: set[int] = set()
         self._last_snapshot = time.monotonic()
         self._failures_in_batch = 0
+        self._cluster_was_down = False
+        self._txn_pool = ThreadPoolExecutor(1, thread_name_prefix="txn")
+        self._abandoned: list[Producer | Consumer] = []
+        self._lost_at: float | None = None
+        """When the group last took our partitions away for lack of heartbeats (None: not lost)."""
         self._seen: dict[int, dict[str, None]] = {}
         """Per partition, recent transaction ids (insertion order), to dead-letter repeats."""
 
@@ -172,22 +176,57 @@ class Worker:
         ensure_topics(s, [self.changelog], compacted=[self.changelog], partitions=n_tx)
         if partition_count(s, self.changelog) != n_tx:
             raise ConfigError(f"the state changelog {self.changelog!r} must have {n_tx} partitions")
-        extra: dict[str, Any] = {}
-        if self.eos:
-            extra = {"transactional.id": f"{s.group_id}-{s.instance_id}", "transaction.timeout.ms": 30_000}
-        self._producer = make_producer(s, **extra)
-        if self.eos:
-            self._retrying("init_transactions", lambda: self._producer.init_transactions(TXN_TIMEOUT_S))  # type: ignore[union-attr]
+        self._new_producer()
         consumer_extra: dict[str, Any] = {"partition.assignment.strategy": "range"}
         if "instance_id" in s.model_fields_set:
             # Static membership: a restarted worker with the same id gets its partitions back at
             # once, without a rebalance of the group.
             consumer_extra["group.instance.id"] = s.instance_id
-        self._consumer = make_consumer(s, **consumer_extra)
+        self._consumer_extra = consumer_extra
+        self._new_consumer()
+
+    def _new_consumer(self) -> None:
+        t = self.settings.topics
+        self._consumer = make_consumer(self.settings, **self._consumer_extra)
         self._consumer.subscribe(
             [t.transactions, t.labels],
             on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost,
         )
+
+    def _new_producer(self) -> None:
+        """Make the producer; with exactly-once, register its transactional id, which fences any
+        earlier producer with the same id and aborts the transaction it left open."""
+        s = self.settings
+        extra: dict[str, Any] = {"error_cb": self._on_client_error}
+        if self.eos:
+            extra["transactional.id"] = f"{s.group_id}-{s.instance_id}"
+            extra["transaction.timeout.ms"] = 30_000
+        self._producer = producer = make_producer(s, **extra)
+        self._cluster_was_down = False
+        if self.eos:
+            self._retrying("init_transactions", lambda: producer.init_transactions(TXN_TIMEOUT_S))
+
+    def _on_client_error(self, err: KafkaError) -> None:
+        if err.code() == KafkaError._ALL_BROKERS_DOWN:
+            self._cluster_was_down = True
+        client_error_cb(err)
+
+    def _replace_producer(self, why: str) -> None:
+        """Drop the producer and its open transaction, and start over from the committed state.
+
+        Used when the cluster went away during a transaction: librdkafka can then block forever in
+        ``send_offsets_to_transaction`` (confluentinc/librdkafka#5511, #5456). The new producer's
+        ``init_transactions`` aborts the old transaction on the broker; a producer stuck in a call
+        is kept referenced (destroying it would block too) and never used again.
+        """
+        logger.warning("%s: abandoning the transaction and rewinding to the committed offsets", why)
+        if self._producer is not None:
+            self._abandoned.append(self._producer)
+        self._txn_pool.shutdown(wait=False)
+        self._txn_pool = ThreadPoolExecutor(1, thread_name_prefix="txn")
+        self._new_producer()
+        self.stats.aborts += 1
+        self._rewind()
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         # Called inside consume(), between batches: no transaction is open.
@@ -196,6 +235,7 @@ class Worker:
             self.state.restore(p)
             self.stats.restores += 1
         self._owned.update(mine)
+        self._lost_at = None
         self.ready.set()
         logger.info("assigned partitions %s", mine)
 
@@ -217,13 +257,12 @@ class Worker:
             self.state.drop(p)
             self._owned.discard(p)
             self._seen.pop(p, None)
+        self._lost_at = time.monotonic()
         logger.warning("lost partitions %s", sorted(p.partition for p in partitions))
 
     def run(self) -> WorkerStats:
         """Consume and score until :meth:`stop` is called; return the counts."""
         self._open()
-        assert self._consumer is not None
-        consumer = self._consumer
         s = self.settings
         logger.info(
             "worker started: group=%s topics=%s,%s guarantee=%s",
@@ -231,7 +270,7 @@ class Worker:
         )
         try:
             while not self._stop.is_set():
-                msgs = consumer.consume(s.batch_size, s.poll_timeout_s)
+                msgs = self._consumer.consume(s.batch_size, s.poll_timeout_s)  # type: ignore[union-attr]
                 if msgs:
                     self.process_batch(msgs)
                 self._housekeeping()
@@ -254,8 +293,17 @@ class Worker:
             self._consumer = self._producer = None
 
     def _housekeeping(self) -> None:
-        """Per loop turn, not per event: snapshots and model checkpoints when they are due."""
+        """Per loop turn, not per event: snapshots and model checkpoints when they are due, and a
+        consumer that stays out of its group after losing it is replaced."""
         now = time.monotonic()
+        if self._lost_at is not None and now - self._lost_at > CONSUMER_REJOIN_S:
+            # After a broker restart librdkafka may keep asking a coordinator that no longer
+            # exists (confluentinc/librdkafka#5511); a new consumer looks the coordinator up anew.
+            logger.warning("no partitions %.0fs after losing them: replacing the consumer", now - self._lost_at)
+            self._lost_at = None
+            assert self._consumer is not None
+            self._abandoned.append(self._consumer)
+            self._new_consumer()
         if now - self._last_snapshot >= self.settings.snapshot_interval_s:
             self._last_snapshot = now
             for p in sorted(self._owned):
@@ -396,6 +444,9 @@ class Worker:
         """Steps 4-5: offsets into the transaction, commit; abort and rewind if it cannot commit."""
         assert self._producer is not None and self._consumer is not None
         producer, consumer = self._producer, self._consumer
+        if self._cluster_was_down:
+            self._replace_producer("the cluster was unreachable during the transaction")
+            return
         try:
             if offsets:
                 self._retrying(
@@ -414,13 +465,23 @@ class Worker:
             self._retrying("abort_transaction", lambda: producer.abort_transaction(TXN_TIMEOUT_S))
             self.stats.aborts += 1
             self._rewind()
+        except TransactionWedged as exc:
+            self._replace_producer(str(exc))
 
     def _retrying(self, what: str, call: Any) -> None:
-        """Call a transactional API, retrying while its error is retriable (e.g. broker away)."""
+        """Call a transactional API, retrying while its error is retriable (e.g. broker away).
+
+        The call runs on a helper thread so that a call that ignores its own timeout cannot
+        hold the worker forever: past ``TXN_WEDGED_S`` it raises :class:`TransactionWedged`.
+        """
         last_warning = 0.0
         while True:
             try:
-                call()
+                future = self._txn_pool.submit(call)
+                try:
+                    future.result(TXN_WEDGED_S)
+                except FutureTimeout:
+                    raise TransactionWedged(f"{what} did not return within {TXN_WEDGED_S:.0f}s") from None
                 return
             except KafkaException as exc:
                 err: KafkaError = exc.args[0]

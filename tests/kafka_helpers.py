@@ -153,7 +153,7 @@ def reference_features(settings: Settings, n: int) -> dict[str, dict[str, float]
     from stream_scorer.events import Transaction
     from stream_scorer.features.engine import FeatureEngine
     from stream_scorer.pipeline import Scorer
-    from stream_scorer.worker import scorer_settings
+    from stream_scorer.pipeline import scorer_settings
 
     msgs = read_all(settings, settings.topics.transactions, expected=n, idle=1.0)
     msgs.sort(key=lambda m: (m.partition(), m.offset()))

@@ -22,7 +22,7 @@ _CONSUMER_FIXED = {
 }
 
 
-def _error_cb(err: Any) -> None:
+def log_client_error(err: Any) -> None:
     # librdkafka reports transient broker errors here and retries by itself; refused credentials
     # are retried too, but no retry will fix them.
     if err.code() == KafkaError._AUTHENTICATION:
@@ -42,7 +42,7 @@ def consumer_config(settings: Settings, group_id: str | None = None, **extra: An
         "heartbeat.interval.ms": 2_000,
         # Bounded prefetch: while the broker or the worker is slow, memory stays flat.
         "queued.max.messages.kbytes": 16_384,
-        "error_cb": _error_cb,
+        "error_cb": log_client_error,
         "logger": librdkafka_logger,
     }
     conf.update(settings.kafka_common())
@@ -62,7 +62,7 @@ def producer_config(settings: Settings, **extra: Any) -> dict[str, Any]:
         # Java's partitioner (murmur2 of the key): a card's transactions and labels land on the
         # same partition number, whichever client (Python, Java, Kafka Streams) produced them.
         "partitioner": "murmur2_random",
-        "error_cb": _error_cb,
+        "error_cb": log_client_error,
         "logger": librdkafka_logger,
     }
     conf.update(settings.kafka_common())
