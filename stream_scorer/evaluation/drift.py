@@ -221,7 +221,8 @@ class PerformanceDrift:
     *something changed*, the bound says *for the worse, by enough to matter*. It clears when the
     rolling mean of the last ``window`` losses falls under ``reference * (1 + min_increase *
     resolve_ratio)``. The per-event log loss is heavy-tailed (a missed fraud costs ~4, a genuine
-    ~0.02), hence the large windows: their means are what the bound is compared with.
+    ~0.02), hence the large windows: their means are what the bound is compared with. The first
+    ``warmup`` losses are ignored: a model that has just started learning is not a reference.
     """
 
     def __init__(
@@ -235,9 +236,11 @@ class PerformanceDrift:
         window: int = 5_000,
         check_every: int = 250,
         resolve_ratio: float = 0.5,
+        warmup: int = 0,
     ) -> None:
         self.subject = subject
         self.method = method
+        self.warmup = warmup
         self.min_increase = min_increase
         self.min_labels = min_labels
         self.window = window
@@ -271,8 +274,10 @@ class PerformanceDrift:
         return (self.reference or 0.0) * (1.0 + self.min_increase)
 
     def update(self, loss: float) -> None:
-        """Fold in the log loss of one labelled score."""
+        """Fold in the log loss of one labelled score (ignored during the warm-up)."""
         self.n += 1
+        if self.n <= self.warmup:
+            return
         recent = self.recent
         recent.append(loss)
         self.recent_sum += loss
@@ -302,7 +307,7 @@ class PerformanceDrift:
             width, level = self.since_change, self.rolling()
         self.level = level
         if self.reference is None:
-            if self.n >= self.min_labels:
+            if self.n - self.warmup >= self.min_labels:
                 self.reference = level
             return
         if self.active:

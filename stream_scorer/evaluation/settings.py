@@ -77,7 +77,7 @@ class EvaluationSettings(BaseModel):
     warmup: int = Field(
         10_000,
         ge=0,
-        description="Scores skipped before the reference window (the online model warms up).",
+        description="Scores, and labels, ignored by the detectors while the online model warms up.",
     )
     reference_size: int = Field(20_000, ge=100, description="Scores in the reference window.")
     drift_window: int = Field(
