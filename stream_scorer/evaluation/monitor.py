@@ -103,6 +103,7 @@ class Monitor:
             window=s.drift_window,
             check_every=s.check_every,
             resolve_ratio=s.resolve_ratio,
+            grow_reference=s.grow_reference,
         )
 
     def _performance(self, subject: str) -> PerformanceDrift:
