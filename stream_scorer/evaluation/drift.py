@@ -93,6 +93,11 @@ class DistributionDrift:
     its quantiles give the bins (equal mass in the reference, repeated values collapse into one
     bin). From then on the last ``window`` values are counted per bin, in O(log bins) per value,
     and the statistic is recomputed every ``check_every`` values once the window is full.
+
+    With ``grow_reference``, a value that leaves the window joins the reference counts (the bins
+    stay those of the first reference) unless the condition is on: the reference becomes the
+    long-run distribution, so cycles longer than the first reference (day and night) stop
+    looking like drift, while a drift that fires is kept out of it.
     """
 
     def __init__(
@@ -107,9 +112,11 @@ class DistributionDrift:
         window: int = 5_000,
         check_every: int = 250,
         resolve_ratio: float = 0.5,
+        grow_reference: bool = False,
     ) -> None:
         self.subject = subject
         self.kind = kind
+        self.grow_reference = grow_reference
         self.method = method
         self.threshold = threshold if threshold is not None else (0.2 if method == "psi" else 0.1)
         self.bins = bins
@@ -122,6 +129,7 @@ class DistributionDrift:
         self.reference: list[float] = []
         self.edges: list[float] | None = None
         self.expected: list[float] = []
+        self.ref_counts: list[int] = []
         self.counts: list[int] = []
         self.recent: deque[int] = deque()
         self.since_check = check_every - 1  # check as soon as the window is full
@@ -146,6 +154,7 @@ class DistributionDrift:
         for v in ref:
             counts[bisect.bisect_right(self.edges, v)] += 1
         self.expected = [c / m for c in counts]
+        self.ref_counts = counts
         self.counts = [0] * len(counts)
         self.reference = []
 
@@ -164,7 +173,10 @@ class DistributionDrift:
         recent = self.recent
         recent.append(b)
         if len(recent) > self.window:
-            self.counts[recent.popleft()] -= 1
+            old = recent.popleft()
+            self.counts[old] -= 1
+            if self.grow_reference and not self.active:
+                self.ref_counts[old] += 1
         if len(recent) == self.window:
             self.since_check += 1
             if self.since_check >= self.check_every:
@@ -174,6 +186,9 @@ class DistributionDrift:
     def _evaluate(self) -> None:
         n = len(self.recent)
         actual = [c / n for c in self.counts]
+        if self.grow_reference:
+            total = sum(self.ref_counts)
+            self.expected = [c / total for c in self.ref_counts]
         self.psi = psi(self.expected, actual)
         self.ks = ks_binned(self.expected, actual)
         stat = self.psi if self.method == "psi" else self.ks
@@ -221,7 +236,8 @@ class PerformanceDrift:
     *something changed*, the bound says *for the worse, by enough to matter*. It clears when the
     rolling mean of the last ``window`` losses falls under ``reference * (1 + min_increase *
     resolve_ratio)``. The per-event log loss is heavy-tailed (a missed fraud costs ~4, a genuine
-    ~0.02), hence the large windows: their means are what the bound is compared with.
+    ~0.02), hence the large windows: their means are what the bound is compared with. The first
+    ``warmup`` losses are ignored: a model that has just started learning is not a reference.
     """
 
     def __init__(
@@ -235,9 +251,11 @@ class PerformanceDrift:
         window: int = 5_000,
         check_every: int = 250,
         resolve_ratio: float = 0.5,
+        warmup: int = 0,
     ) -> None:
         self.subject = subject
         self.method = method
+        self.warmup = warmup
         self.min_increase = min_increase
         self.min_labels = min_labels
         self.window = window
@@ -271,8 +289,10 @@ class PerformanceDrift:
         return (self.reference or 0.0) * (1.0 + self.min_increase)
 
     def update(self, loss: float) -> None:
-        """Fold in the log loss of one labelled score."""
+        """Fold in the log loss of one labelled score (ignored during the warm-up)."""
         self.n += 1
+        if self.n <= self.warmup:
+            return
         recent = self.recent
         recent.append(loss)
         self.recent_sum += loss
@@ -302,7 +322,7 @@ class PerformanceDrift:
             width, level = self.since_change, self.rolling()
         self.level = level
         if self.reference is None:
-            if self.n >= self.min_labels:
+            if self.n - self.warmup >= self.min_labels:
                 self.reference = level
             return
         if self.active:

@@ -68,7 +68,7 @@ class Monitor:
         self.label_rate = RateDrift(
             "fraud_rate",
             threshold=s.label_rate_z,
-            warmup=s.performance_min_labels,
+            warmup=s.warmup,
             reference_size=s.reference_size,
             window=s.label_window,
             check_every=s.check_every,
@@ -103,6 +103,7 @@ class Monitor:
             window=s.drift_window,
             check_every=s.check_every,
             resolve_ratio=s.resolve_ratio,
+            grow_reference=s.grow_reference,
         )
 
     def _performance(self, subject: str) -> PerformanceDrift:
@@ -114,6 +115,7 @@ class Monitor:
             ph_threshold=s.page_hinkley_threshold,
             min_increase=s.performance_min_increase,
             min_labels=s.performance_min_labels,
+            warmup=s.warmup,
             window=s.label_window,
             check_every=s.check_every,
             resolve_ratio=s.resolve_ratio,

@@ -77,13 +77,22 @@ class EvaluationSettings(BaseModel):
     warmup: int = Field(
         10_000,
         ge=0,
-        description="Scores skipped before the reference window (the online model warms up).",
+        description="Scores, and labels, ignored by the detectors while the online model warms up.",
     )
     reference_size: int = Field(20_000, ge=100, description="Scores in the reference window.")
     drift_window: int = Field(
         5_000, ge=100, description="Scores in the current window compared to the reference."
     )
     check_every: int = Field(250, ge=1, description="Scores between two checks of a detector.")
+    grow_reference: bool = Field(
+        True,
+        description="Values leaving the window join the reference while no drift is on.",
+    )
+    """The reference then becomes the long-run distribution: the traffic mix of a whole day, an
+    online model that keeps learning. On 30 h of a stationary simulated stream this took the
+    alarms from 3 to 0 at the same detection delays; the price is that a drift slow enough to be
+    absorbed before it crosses the threshold goes unseen here (its effect on the log loss does
+    not: the performance detector has its own reference)."""
     distribution_method: Literal["psi", "ks"] = Field(
         "psi",
         description="Statistic of prediction and data drift: PSI, or KS distance over the bins.",

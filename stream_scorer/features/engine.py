@@ -140,6 +140,9 @@ class FeatureEngine:
         Cheap enough to call every batch: a sweep over all entities starts at most once per
         ``evict_interval_s`` of watermark, and each call examines at most ``evict_keys_per_call``
         of them. Evicted keys become dirty, so the changelog gets their tombstones.
+
+        ``watermark_ts`` should never go back (e.g. the partition's latest event time). Sweep
+        timing is not part of the durable state: a restored engine sweeps at its first call.
         """
         s = self.settings
         if self._sweep_pos >= len(self._sweep):

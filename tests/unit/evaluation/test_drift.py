@@ -141,3 +141,23 @@ def test_disagreement_fires_when_the_challenger_parts_ways():
     delay = _first_active(d, drifted)
     assert delay is not None and delay < 1500
     assert d.check().kind == "disagreement"
+
+
+def test_a_growing_reference_follows_a_slow_evolution_but_not_a_drift_that_fires():
+    rng = random.Random(7)
+    kw = {"reference_size": 5_000, "window": 2_000, "check_every": 100, "threshold": 0.3}
+    fixed = DistributionDrift("x", **kw)
+    grows = DistributionDrift("x", grow_reference=True, **kw)
+    fired = {"fixed": False, "grows": False}
+    for i in range(100_000):
+        v = rng.gauss(0.6 * min(i / 60_000, 1.0), 1.0)  # the mean creeps up by 0.6 sd
+        fixed.update(v)
+        grows.update(v)
+        fired["fixed"] |= fixed.active
+        fired["grows"] |= grows.active
+    assert fired == {"fixed": True, "grows": False}
+    delay = _first_active(grows, [rng.gauss(3.0, 1.0) for _ in range(3_000)])
+    assert delay is not None and delay < 1_500
+    for _ in range(20_000):
+        grows.update(rng.gauss(3.0, 1.0))
+    assert grows.active, "a drift that fires stays out of the reference"
