@@ -4,15 +4,27 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 
-.PHONY: demo test test-fast lint kafka clean
+.PHONY: demo test test-fast lint kafka tools clean
 
 ## demo: a local Kafka broker, the simulator, a worker and a live view (Ctrl-C stops all)
 demo: $(STAMP)
 	$(BIN)/stream-scorer demo
 
 ## test: every test (unit, integration over a real broker, faults), from nothing
-test: $(STAMP) kafka
+test: $(STAMP) kafka tools
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+## tools: Debian's docker-compose and prometheus (promtool) for the compose checks, when apt can
+## install them (root, or passwordless sudo); without them those tests skip and say so.
+tools:
+	@if command -v docker-compose >/dev/null && command -v promtool >/dev/null; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends docker-compose prometheus >/dev/null || \
+	  echo "note: could not install docker-compose/prometheus; their tests will skip"; \
+	elif sudo -n true 2>/dev/null; then \
+	  sudo -n env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends docker-compose prometheus >/dev/null || \
+	  echo "note: could not install docker-compose/prometheus; their tests will skip"; \
+	else echo "note: docker-compose/promtool missing and apt not usable; their tests will skip"; fi
 
 ## test-fast: unit tests only
 test-fast: $(STAMP)

@@ -9,16 +9,16 @@ from __future__ import annotations
 
 import os
 import socket
-from pathlib import Path
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from stream_scorer.evaluation.settings import EvaluationSettings
-from stream_scorer.features.settings import FeatureSettings
 from stream_scorer.exceptions import ConfigError
+from stream_scorer.features.settings import FeatureSettings
 from stream_scorer.model.settings import (  # re-exported: config.ModelSettings still works
     ChallengerSettings,
     CheckpointSettings,
@@ -93,7 +93,7 @@ class Settings(BaseSettings):
         default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}",
         min_length=1,
         max_length=200,
-        description="This worker's name in the group (its transactional id is <group_id>-<instance_id>); "
+        description="This worker's name in the group (its transactional id is the group id, a dash, and this id); "
         "give each worker a stable one to fence its previous incarnation at once on restart.",
     )
     state_dir: Path = Field(
@@ -106,6 +106,11 @@ class Settings(BaseSettings):
         100_000, ge=0, le=10_000_000,
         description="Recent transaction ids remembered per partition; a repeat goes to the DLQ (0: off).",
     )
+    metrics_port: int | None = Field(
+        9108, ge=0, le=65535,
+        description="Port of the worker's /metrics, /healthz and /readyz (0: a free port; none: off).",
+    )
+    metrics_host: str = Field("0.0.0.0", min_length=1)
     create_topics: bool = Field(True, description="Create missing topics at start.")
     batch_size: int = Field(500, ge=1, le=100_000, description="Most records consumed per batch.")
     poll_timeout_s: float = Field(0.5, gt=0, le=60, description="Longest wait for a batch.")

@@ -53,10 +53,12 @@ from stream_scorer.features.engine import FeatureEngine
 from stream_scorer.kafka.admin import ensure_topics, partition_count
 from stream_scorer.kafka.clients import log_client_error as client_error_cb
 from stream_scorer.kafka.clients import make_consumer, make_producer
+from stream_scorer.metrics import MetricsServer, start_metrics_server
 from stream_scorer.model import checkpoint
 from stream_scorer.pipeline import Scorer, scorer_settings
 from stream_scorer.state.changelog import changelog_topic
 from stream_scorer.state.store import StateStore
+from stream_scorer.worker_metrics import WorkerMetrics
 
 logger = logging.getLogger(__name__)
 
@@ -111,8 +113,11 @@ def build_scorer(settings: Settings) -> Scorer:
             loaded = checkpoint.load(ck.path, ck.key.get_secret_value().encode())
             logger.info("models restored from checkpoint %s (%s)", ck.path, loaded.champion.version)
             return Scorer(
-                scorer_settings(settings), factory, champion=loaded.champion,
-                challenger=loaded.challenger, with_challenger=loaded.challenger is not None,
+                scorer_settings(settings),
+                factory,
+                champion=loaded.champion,
+                challenger=loaded.challenger,
+                with_challenger=loaded.challenger is not None,
             )
     return Scorer(scorer_settings(settings), factory)
 
@@ -138,6 +143,10 @@ class Worker:
             if ck.path and ck.key is not None
             else None
         )
+        self.metrics = WorkerMetrics()
+        self.server: MetricsServer | None = None
+        self._last_gauges = 0.0
+        self._last_loop = time.monotonic()
         self.ready = threading.Event()
         """Set once the worker has its partitions' state and consumes (for /readyz)."""
         self._stop = threading.Event()
@@ -163,6 +172,15 @@ class Worker:
     def _open(self) -> None:
         s = self.settings
         t = s.topics
+        if s.metrics_port is not None and self.server is None:
+            try:
+                self.server = start_metrics_server(
+                    s.metrics_port, s.metrics_host, self.metrics.registry, self._healthy, self.ready.is_set
+                )
+            except OSError as exc:
+                raise ConfigError(
+                    f"STREAM_SCORER_METRICS_PORT: cannot listen on {s.metrics_host}:{s.metrics_port}: {exc}"
+                ) from None
         if s.create_topics:
             ensure_topics(s)
         n_tx, n_labels = partition_count(s, t.transactions), partition_count(s, t.labels)
@@ -190,7 +208,9 @@ class Worker:
         self._consumer = make_consumer(self.settings, **self._consumer_extra)
         self._consumer.subscribe(
             [t.transactions, t.labels],
-            on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost,
+            on_assign=self._on_assign,
+            on_revoke=self._on_revoke,
+            on_lost=self._on_lost,
         )
 
     def _new_producer(self) -> None:
@@ -266,7 +286,10 @@ class Worker:
         s = self.settings
         logger.info(
             "worker started: group=%s topics=%s,%s guarantee=%s",
-            s.group_id, s.topics.transactions, s.topics.labels, s.processing_guarantee,
+            s.group_id,
+            s.topics.transactions,
+            s.topics.labels,
+            s.processing_guarantee,
         )
         try:
             while not self._stop.is_set():
@@ -279,7 +302,14 @@ class Worker:
         logger.info("worker stopped: %s", self.stats.as_dict())
         return self.stats
 
+    def _healthy(self) -> bool:
+        """Alive: the loop turned within the last two minutes (a batch never takes that long)."""
+        return time.monotonic() - self._last_loop < 120.0
+
     def _close(self) -> None:
+        if self.server is not None:
+            self.server.close()
+            self.server = None
         try:
             for p in sorted(self._owned):
                 self._snapshot_quietly(p)
@@ -295,7 +325,10 @@ class Worker:
     def _housekeeping(self) -> None:
         """Per loop turn, not per event: snapshots and model checkpoints when they are due, and a
         consumer that stays out of its group after losing it is replaced."""
-        now = time.monotonic()
+        now = self._last_loop = time.monotonic()
+        if now - self._last_gauges >= 5.0:
+            self._last_gauges = now
+            self._update_gauges()
         if self._lost_at is not None and now - self._lost_at > CONSUMER_REJOIN_S:
             # After a broker restart librdkafka may keep asking a coordinator that no longer
             # exists (confluentinc/librdkafka#5511); a new consumer looks the coordinator up anew.
@@ -310,6 +343,35 @@ class Worker:
                 self._snapshot_quietly(p)
         if self.checkpointer is not None:
             self.checkpointer.maybe_save(self.scorer.champion, self.scorer.challenger)  # type: ignore[arg-type]
+
+    def _update_gauges(self) -> None:
+        """State size, pending labels, model versions and consumer lag (every few seconds)."""
+        m, scorer = self.metrics, self.scorer
+        parts = list(scorer.partitions.values())
+        m.state_entities.set(sum(st.engine.n_entities() for st in parts))  # type: ignore[attr-defined]
+        m.pending.set(sum(len(st.pending) for st in parts))
+        m.late.set(sum(getattr(st.engine, "late_events", 0) for st in parts))
+        m.partitions.set(len(self._owned))
+        m.model.clear()
+        m.model.labels("champion", scorer.champion.version).set(1)
+        if scorer.challenger is not None:
+            m.model.labels("challenger", scorer.challenger.version).set(1)
+        consumer = self._consumer
+        if consumer is None:
+            return
+        try:
+            assignment = consumer.assignment()
+            positions = consumer.position(assignment) if assignment else []
+        except KafkaException:
+            return
+        m.lag.clear()
+        for tp in positions:
+            try:
+                _, high = consumer.get_watermark_offsets(tp, cached=True)
+            except KafkaException:
+                continue
+            if high >= 0 and tp.offset >= 0:
+                m.lag.labels(tp.topic, str(tp.partition)).set(max(high - tp.offset, 0))
 
     def _snapshot_quietly(self, p: int) -> None:
         try:
@@ -421,11 +483,25 @@ class Worker:
         st.learned = self.scorer.stats.learned
         st.changelog_records += n_changes
         st.batches += 1
+        m = self.metrics
+        m.consumed.inc(len(msgs))
+        m.scored.inc(scored)
+        m.dead_letters.inc(dead)
+        if labels:
+            m.labels.labels("applied").inc(applied)
+            m.labels.labels("unmatched").inc(labels - applied)
+        m.latency.observe(time.perf_counter() - t0)
         offsets = [TopicPartition(t, p, o) for (t, p), o in next_offsets.items()]
+        aborts = st.aborts
         if self.eos:
             self._commit_transaction(offsets)
         else:
             self._flush_and_commit(offsets)
+        if st.aborts > aborts:
+            m.aborts.inc()
+        else:
+            m.commits.inc()
+        m.batch_seconds.observe(time.perf_counter() - t0)
 
     def _produce_blocking(self, topic: str, value: bytes | None, key: bytes, cb: Any, partition: int = -1) -> None:
         """The local queue is full: serve delivery reports until there is room (back-pressure)."""
@@ -502,7 +578,9 @@ class Worker:
                 logger.warning("waiting for Kafka to acknowledge the batch's records")
                 warned = True
         if self._failures_in_batch:
-            logger.warning("%d records of the batch failed; rewinding to the committed offsets", self._failures_in_batch)
+            logger.warning(
+                "%d records of the batch failed; rewinding to the committed offsets", self._failures_in_batch
+            )
             self.stats.aborts += 1
             self._rewind()
             return
@@ -565,4 +643,3 @@ class Worker:
         if err.fatal():
             raise KafkaException(err)
         logger.warning("consumer error: %s", err)
-

@@ -17,7 +17,12 @@ from stream_scorer.worker import Worker
 def produce(settings: Settings, values: Iterable[tuple[bytes | None, bytes]], topic: str | None = None) -> int:
     """Produce ``(key, value)`` pairs and wait until all are acknowledged; return how many."""
     producer = Producer(
-        {"bootstrap.servers": settings.bootstrap_servers, "linger.ms": 5, "acks": "all", "partitioner": "murmur2_random"}
+        {
+            "bootstrap.servers": settings.bootstrap_servers,
+            "linger.ms": 5,
+            "acks": "all",
+            "partitioner": "murmur2_random",
+        }
     )
     n = 0
     for key, value in values:
@@ -83,7 +88,7 @@ class WorkerThread:
     def _run(self) -> None:
         try:
             self.worker.run()
-        except BaseException as exc:  # noqa: BLE001 (surfaced to the test by stop())
+        except BaseException as exc:
             self.error = exc
 
     def start(self) -> WorkerThread:
@@ -127,6 +132,7 @@ def worker_env(settings: Settings, **more: str) -> dict[str, str]:
         STREAM_SCORER_PROCESSING_GUARANTEE=settings.processing_guarantee,
         STREAM_SCORER_BATCH_SIZE=str(settings.batch_size),
         STREAM_SCORER_LOG_FORMAT="text",
+        STREAM_SCORER_METRICS_PORT="0",
     )
     env.update(more)
     return env
@@ -152,8 +158,7 @@ def reference_features(settings: Settings, n: int) -> dict[str, dict[str, float]
     path run over the transactions topic, partition by partition, in offset order."""
     from stream_scorer.events import Transaction
     from stream_scorer.features.engine import FeatureEngine
-    from stream_scorer.pipeline import Scorer
-    from stream_scorer.pipeline import scorer_settings
+    from stream_scorer.pipeline import Scorer, scorer_settings
 
     msgs = read_all(settings, settings.topics.transactions, expected=n, idle=1.0)
     msgs.sort(key=lambda m: (m.partition(), m.offset()))

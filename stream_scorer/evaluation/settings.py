@@ -43,7 +43,7 @@ class EvaluationSettings(BaseModel):
         10.0, gt=0, le=3600, description="Wall-clock seconds between metric records."
     )
     metrics_port: int | None = Field(
-        9108,
+        9109,
         ge=0,
         le=65535,
         description="Port of /metrics, /healthz and /readyz; 0 picks a free one, None disables.",

@@ -321,7 +321,7 @@ class LocalKafka:
                 md = admin.list_topics(timeout=2)
                 if md.brokers:
                     return
-            except Exception:  # noqa: BLE001 (not answering yet: keep waiting)
+            except Exception:
                 time.sleep(0.2)
         self.stop()
         raise BrokerLaunchError(f"the broker did not answer within {timeout:.0f}s; see {self.log_file}")

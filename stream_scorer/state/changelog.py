@@ -106,7 +106,7 @@ def read_partition(
                 position = pos
             elif not msgs:
                 # No record fetched yet; the offsets below the LSO may all be markers.
-                low2, high2 = consumer.get_watermark_offsets(tp, timeout=10, cached=False)
+                _, high2 = consumer.get_watermark_offsets(tp, timeout=10, cached=False)
                 if begin >= high2:
                     break
         return n, position

@@ -27,8 +27,8 @@ from stream_scorer.features.engine import FeatureEngine
 from stream_scorer.model.pending import PendingStore
 from stream_scorer.pipeline import Scorer
 from stream_scorer.state import changelog
-from stream_scorer.state.snapshot import read_snapshot, write_snapshot
 from stream_scorer.state.changelog import FEATURE, PENDING, decode_pending, encode_pending
+from stream_scorer.state.snapshot import read_snapshot, write_snapshot
 
 logger = logging.getLogger(__name__)
 
@@ -154,7 +154,7 @@ class StateStore:
         except StateError as exc:
             logger.warning("partition %d: snapshot refused (%s); restoring from the changelog", partition, exc)
             return None
-        except Exception as exc:  # noqa: BLE001 (a bad local file must never stop a restore)
+        except Exception as exc:
             logger.warning("partition %d: snapshot unreadable (%s); restoring from the changelog", partition, exc)
             return None
         return engine, pending, int(fmeta["changelog_offset"])

@@ -31,15 +31,29 @@ FIELDS = sorted(BASE)
 
 odd_text = st.text(
     alphabet=st.characters(codec="utf-8", exclude_categories=("Cs",)), min_size=0, max_size=40
-) | st.sampled_from(["\u202e", "\x00", "\ufeff", "é" * 300, "𝔣𝔯𝔞𝔲𝔡", "\\u0000", " ", "x" * 200])
+) | st.sampled_from(["\u202e", "\x00", "\ufeff", "é" * 300, "𝔣𝔯𝔞𝔲𝔡", "\\u0000", " ", "x" * 200])  # noqa: RUF001 (odd unicode on purpose)
 wrong_values = (
-    st.none() | st.booleans() | st.integers(min_value=-(2**70), max_value=2**70)
-    | st.floats() | odd_text | st.lists(st.integers(), max_size=3) | st.dictionaries(odd_text, st.integers(), max_size=2)
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**70), max_value=2**70)
+    | st.floats()
+    | odd_text
+    | st.lists(st.integers(), max_size=3)
+    | st.dictionaries(odd_text, st.integers(), max_size=2)
     | st.sampled_from(["NaN", "Infinity", "-Infinity", "1e999", "0", "-0.0", "9" * 400])
 )
 bad_times = st.sampled_from(
-    ["9999-12-31T23:59:59Z", "0001-01-01T00:00:00Z", "1970-01-01T00:00:00Z", "2026-13-45T25:61:61Z",
-     "2026-01-01T00:00:00", "2026-01-01", "yesterday", "", "2026-01-01T00:00:00+25:00"]
+    [
+        "9999-12-31T23:59:59Z",
+        "0001-01-01T00:00:00Z",
+        "1970-01-01T00:00:00Z",
+        "2026-13-45T25:61:61Z",
+        "2026-01-01T00:00:00",
+        "2026-01-01",
+        "yesterday",
+        "",
+        "2026-01-01T00:00:00+25:00",
+    ]
 )
 
 
@@ -50,15 +64,15 @@ def _json(obj: object) -> bytes:
 
 # Bytes, or a dict to serialize with an id of its own (so that only true repeats are duplicates).
 hostile = st.one_of(
-    st.binary(min_size=0, max_size=200),                                        # not JSON at all
+    st.binary(min_size=0, max_size=200),  # not JSON at all
     odd_text.map(lambda s: s.encode("utf-8", "surrogatepass")),
     st.builds(lambda k, v: {**BASE, k: v}, st.sampled_from(FIELDS), wrong_values),  # wrong types
-    st.builds(lambda t: {**BASE, "event_time": t}, bad_times),                  # ancient, far future, malformed
+    st.builds(lambda t: {**BASE, "event_time": t}, bad_times),  # ancient, far future, malformed
     st.sampled_from(FIELDS).map(lambda k: {f: v for f, v in BASE.items() if f != k}),  # missing field
-    st.integers(1_100, 3_000).map(lambda d: b"[" * d + b"]" * d),               # deep nesting
+    st.integers(1_100, 3_000).map(lambda d: b"[" * d + b"]" * d),  # deep nesting
     st.integers(1_100, 3_000).map(lambda d: b'{"a":' * d + b"1" + b"}" * d),
-    st.just({**BASE, "card_id": "c" * 100_000}),                                 # huge strings
-    st.just({**BASE, "amount": 10**400}),                                        # huge numbers
+    st.just({**BASE, "card_id": "c" * 100_000}),  # huge strings
+    st.just({**BASE, "amount": 10**400}),  # huge numbers
     st.just(_json([BASE, BASE])),
     st.just(b"null"),
 )
@@ -70,6 +84,7 @@ def _bytes(i: int, p: bytes | dict) -> bytes:
     if p.get("transaction_id") == "fuzz":
         p = {**p, "transaction_id": f"fuzz-{i}"}
     return _json(p)
+
 
 RESULTS: dict[str, int] = {"tried": 0, "in_dlq": 0, "crashes": 0}
 

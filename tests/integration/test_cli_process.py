@@ -12,10 +12,9 @@ from pathlib import Path
 
 import orjson
 import pytest
-from confluent_kafka import Consumer, KafkaException, TopicPartition
 
 from stream_scorer.simulate import Simulator, shifted_to
-from tests.kafka_helpers import produce_events, read_all
+from tests.kafka_helpers import committed_total, produce_events, read_all, worker_env
 
 pytestmark = [pytest.mark.integration]
 
@@ -23,31 +22,11 @@ CLI = [sys.executable, "-m", "stream_scorer.cli"]
 
 
 def _env(settings, **more: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("STREAM_SCORER_") or "KAFKA_" in k}
-    env.update(
-        STREAM_SCORER_BOOTSTRAP_SERVERS=settings.bootstrap_servers,
-        STREAM_SCORER_GROUP_ID=settings.group_id,
-        STREAM_SCORER_TOPICS__TRANSACTIONS=settings.topics.transactions,
-        STREAM_SCORER_TOPICS__SCORES=settings.topics.scores,
-        STREAM_SCORER_TOPICS__DLQ=settings.topics.dlq,
-        STREAM_SCORER_TOPICS__LABELS=settings.topics.labels,
-        STREAM_SCORER_TOPICS__DRIFT_ALERTS=settings.topics.drift_alerts,
-        STREAM_SCORER_TOPICS__PARTITIONS="3",
-        **more,
-    )
-    return env
+    return worker_env(settings, **more)
 
 
 def _committed(settings) -> int:
-    """Sum of the group's committed offsets (-1 while the coordinator is still being found)."""
-    c = Consumer({"bootstrap.servers": settings.bootstrap_servers, "group.id": settings.group_id})
-    try:
-        parts = [TopicPartition(settings.topics.transactions, p) for p in range(3)]
-        return sum(max(tp.offset, 0) for tp in c.committed(parts, timeout=10))
-    except KafkaException:
-        return -1
-    finally:
-        c.close()
+    return committed_total(settings)
 
 
 @pytest.mark.slow

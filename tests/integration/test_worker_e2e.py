@@ -10,7 +10,7 @@ import pytest
 
 from stream_scorer.events import DeadLetter, Score
 from stream_scorer.simulate import Simulator, shifted_to
-from tests.kafka_helpers import WorkerThread, produce, produce_events, read_all
+from tests.kafka_helpers import WorkerThread, produce, produce_events, read_all, reference_features
 
 pytestmark = [pytest.mark.integration]
 
@@ -28,6 +28,25 @@ def test_ten_thousand_events_give_ten_thousand_scores(make_settings):
     w = WorkerThread(settings).start()
     produce_events(settings, events)
     w.wait_scored(10_000)
+    import urllib.request
+
+    base = f"http://127.0.0.1:{w.worker.server.port}"
+    assert urllib.request.urlopen(f"{base}/readyz").status == 200
+    assert urllib.request.urlopen(f"{base}/healthz").status == 200
+    w.worker._update_gauges()
+    text = urllib.request.urlopen(f"{base}/metrics").read().decode()
+    for name in (
+        "stream_scorer_events_consumed_total",
+        "stream_scorer_scores_produced_total",
+        "stream_scorer_dead_letters_total",
+        "stream_scorer_latency_seconds_bucket",
+        "stream_scorer_consumer_lag",
+        "stream_scorer_state_entities",
+        "stream_scorer_pending_labels",
+        "stream_scorer_model_info",
+    ):
+        assert name in text, name
+    assert "stream_scorer_scores_produced_total 10000.0" in text
     w.stop()
     msgs = read_all(settings, settings.topics.scores, expected=10_000)
     ids = Counter(orjson.loads(m.value())["transaction_id"] for m in msgs)
@@ -97,3 +116,59 @@ def test_restarted_worker_resumes_from_committed_offsets(make_settings):
     msgs = read_all(settings, settings.topics.scores, expected=5_000)
     ids = Counter(orjson.loads(m.value())["transaction_id"] for m in msgs)
     assert len(msgs) == 5_000 and set(ids) == {e["transaction_id"] for e in events}
+    # The restarted worker restored its state: features equal an uninterrupted run's.
+    assert second.worker.stats.restores >= 1
+    reference = reference_features(settings, 5_000)
+    got = {orjson.loads(m.value())["transaction_id"]: orjson.loads(m.value())["features"] for m in msgs}
+    assert [t for t in got if got[t] != reference[t]] == []
+
+
+def test_labels_topic_teaches_the_model_the_features_it_scored(make_settings):
+    settings = make_settings()
+    events = _recent(2_000, seed=4)
+    truth = {e["transaction_id"]: e.pop("is_fraud") for e in events}
+    w = WorkerThread(settings).start()
+    produce_events(settings, events)
+    w.wait_scored(len(events))
+    assert w.worker.scorer.stats.learned == 0, "no label yet: nothing learned"
+    labels = [
+        (
+            e["card_id"].encode(),
+            orjson.dumps(
+                {
+                    "transaction_id": e["transaction_id"],
+                    "is_fraud": truth[e["transaction_id"]],
+                    "label_time": e["event_time"],
+                    "card_id": e["card_id"],
+                }
+            ),
+        )
+        for e in events
+    ]
+    labels.append(
+        (
+            b"card-x",
+            orjson.dumps(
+                {
+                    "transaction_id": "never-scored",
+                    "is_fraud": True,
+                    "label_time": events[0]["event_time"],
+                    "card_id": "card-x",
+                }
+            ),
+        )
+    )
+    labels.append((b"card-y", b'{"transaction_id": 5}'))
+    produce(settings, labels, topic=settings.topics.labels)
+    import time
+
+    deadline = time.monotonic() + 120
+    while w.worker.stats.labels + w.worker.stats.dead_letters < len(labels):
+        assert time.monotonic() < deadline, w.worker.stats
+        time.sleep(0.2)
+    w.stop()
+    st = w.worker.stats
+    assert st.labels_applied == len(events)
+    assert st.labels == len(events) + 1 and st.dead_letters == 1, "a malformed label is a dead letter"
+    assert w.worker.scorer.stats.learned == len(events)
+    assert w.worker.scorer.counters()["pending_unknown_labels"] == 1

@@ -1,0 +1,40 @@
+"""The scoring worker's Prometheus metrics, updated once per batch (never per event)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+LATENCY_BUCKETS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0)
+
+
+class WorkerMetrics:
+    """Counters, gauges and the latency histogram of one worker, in a registry of its own."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = r = registry or CollectorRegistry()
+        p = "stream_scorer_"
+        self.consumed = Counter(p + "events_consumed", "Records consumed (transactions and labels).", registry=r)
+        self.scored = Counter(p + "scores_produced", "Scores produced.", registry=r)
+        self.dead_letters = Counter(p + "dead_letters", "Records sent to the dead-letter topic.", registry=r)
+        self.labels = Counter(p + "labels", "Labels consumed, by outcome.", ["outcome"], registry=r)
+        self.commits = Counter(p + "commits", "Batches committed.", registry=r)
+        self.aborts = Counter(p + "aborts", "Batches rolled back and consumed again.", registry=r)
+        self.latency = Histogram(
+            p + "latency_seconds",
+            "Processing latency in the worker, per batch: from the batch's arrival to its last score.",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.batch_seconds = Histogram(
+            p + "batch_seconds", "Time to process and commit one batch.", buckets=LATENCY_BUCKETS, registry=r
+        )
+        self.lag = Gauge(
+            p + "consumer_lag", "Records behind the end of each owned partition.", ["topic", "partition"], registry=r
+        )
+        self.state_entities = Gauge(p + "state_entities", "Cards and merchants held in state.", registry=r)
+        self.pending = Gauge(p + "pending_labels", "Scored transactions waiting for their label.", registry=r)
+        self.late = Gauge(p + "late_events", "Events older than the grace period (since start).", registry=r)
+        self.model = Gauge(
+            p + "model_info", "The champion and challenger versions (value 1).", ["role", "version"], registry=r
+        )
+        self.partitions = Gauge(p + "assigned_partitions", "Partitions this worker owns.", registry=r)
