@@ -171,4 +171,4 @@ def test_labels_topic_teaches_the_model_the_features_it_scored(make_settings):
     assert st.labels_applied == len(events)
     assert st.labels == len(events) + 1 and st.dead_letters == 1, "a malformed label is a dead letter"
     assert w.worker.scorer.stats.learned == len(events)
-    assert w.worker.scorer.counters()["pending_unknown_labels"] == 1
+    assert w.worker.scorer.stats.labels_missed == 1, "a label for an unknown transaction is counted"
