@@ -10,10 +10,12 @@ import logging
 import os
 import random
 import sys
+import tempfile
 import threading
 import time
 import uuid
 from datetime import UTC, datetime
+from pathlib import Path
 
 import orjson
 from river import metrics
@@ -101,7 +103,9 @@ def run_demo(settings: Settings, duration: float | None, rate: float, seed: int 
         settings = settings.model_copy(update={"bootstrap_servers": kafka.bootstrap_servers})
     print(f"Kafka at {settings.bootstrap_servers}; topics: {', '.join(_topic_names(settings))}", flush=True)
     ensure_topics(settings)
-    worker = Worker(settings)
+    # A free port for /metrics (a worker may already hold 9108) and a fresh state directory.
+    state_dir = tempfile.mkdtemp(prefix="stream-scorer-demo-")
+    worker = Worker(settings.model_copy(update={"metrics_port": 0, "state_dir": Path(state_dir)}))
     feed, view = _Feed(settings, rate, seed, bad_share), _View(settings)
     worker_thread = threading.Thread(target=worker.run, name="worker", daemon=True)
     for t in (worker_thread, feed, view):

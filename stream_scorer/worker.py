@@ -50,7 +50,7 @@ from stream_scorer.decode import Decoder, Rejection, decode_label
 from stream_scorer.events import SCHEMA_VERSION, Label
 from stream_scorer.exceptions import ConfigError, StreamScorerError
 from stream_scorer.features.engine import FeatureEngine
-from stream_scorer.kafka.admin import ensure_topics, partition_count
+from stream_scorer.kafka.admin import cluster_id, ensure_topics, partition_count
 from stream_scorer.kafka.clients import log_client_error as client_error_cb
 from stream_scorer.kafka.clients import make_consumer, make_producer
 from stream_scorer.metrics import MetricsServer, start_metrics_server
@@ -184,6 +184,7 @@ class Worker:
         if s.create_topics:
             ensure_topics(s)
         n_tx, n_labels = partition_count(s, t.transactions), partition_count(s, t.labels)
+        self.state.cluster_id = cluster_id(s)
         if n_tx == 0:
             raise ConfigError(f"STREAM_SCORER_TOPICS__TRANSACTIONS: topic {t.transactions!r} does not exist")
         if n_labels != n_tx:

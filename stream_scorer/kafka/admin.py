@@ -129,3 +129,9 @@ def partition_count(settings: Settings, topic: str, timeout: float = 30.0) -> in
     md = admin_client(settings).list_topics(topic, timeout=timeout)
     t = md.topics.get(topic)
     return 0 if t is None or t.error is not None else len(t.partitions)
+
+
+def cluster_id(settings: Settings, timeout: float = 30.0) -> str | None:
+    """The id of the cluster at the bootstrap servers (KRaft clusters always have one)."""
+    md = admin_client(settings).list_topics(timeout=timeout)
+    return md.cluster_id

@@ -60,6 +60,17 @@ def decode_pending(value: bytes, names: tuple[str, ...]) -> Pending:
     return Pending(dict(zip(names, values, strict=True)), merchant, event_ts)
 
 
+def end_offset(settings: Settings, partition: int) -> int:
+    """The high watermark of changelog partition ``partition``."""
+    conf = consumer_config(settings, group_id=f"{settings.group_id}.restore")
+    conf.pop("error_cb", None)
+    consumer = Consumer(conf)
+    try:
+        return int(consumer.get_watermark_offsets(TopicPartition(changelog_topic(settings), partition), timeout=30)[1])
+    finally:
+        consumer.close()
+
+
 def read_partition(
     settings: Settings,
     partition: int,

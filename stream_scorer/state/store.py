@@ -49,6 +49,8 @@ class StateStore:
         self.next_offset: dict[int, int] = {}
         """Per partition, an offset of the changelog below which everything is in memory."""
         self.restored_records = 0
+        self.cluster_id: str | None = None
+        """The Kafka cluster the changelog is on; a snapshot from another cluster is ignored."""
 
     # -- assignment -----------------------------------------------------------------------------
 
@@ -59,6 +61,10 @@ class StateStore:
         st = self.scorer.partition(partition)
         start = 0
         loaded = self._load_snapshot(partition)
+        if loaded is not None and loaded[2] > changelog.end_offset(self.settings, partition):
+            # The changelog is shorter than the snapshot says: the topic was recreated.
+            logger.warning("partition %d: snapshot is ahead of the changelog; restoring from the changelog", partition)
+            loaded = None
         if loaded is not None:
             st.engine, st.pending, start = loaded
         engine, pending, names = st.engine, st.pending, self.names
@@ -124,6 +130,7 @@ class StateStore:
         meta = {
             "topic": self.topic,
             "partition": partition,
+            "cluster_id": self.cluster_id,
             "changelog_offset": self.next_offset.get(partition, 0),
             "created_at": time.time(),
         }
@@ -143,6 +150,8 @@ class StateStore:
             pbody, pmeta = read_snapshot(paths[1])
             if fmeta.get("changelog_offset") != pmeta.get("changelog_offset"):
                 raise StateError("features and pending snapshots are from different moments")
+            if fmeta.get("cluster_id") != self.cluster_id:
+                raise StateError(f"snapshot belongs to cluster {fmeta.get('cluster_id')!r}")
             if fmeta.get("topic") != self.topic or fmeta.get("partition") != partition:
                 raise StateError(f"snapshot belongs to {fmeta.get('topic')}[{fmeta.get('partition')}]")
             if time.time() - float(fmeta.get("created_at", 0)) > MAX_SNAPSHOT_AGE_S:
