@@ -58,10 +58,10 @@ def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture
 def make_settings(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Settings]:
-    """Settings on the session's broker with topics and group of this test's own."""
-    suffix = uuid.uuid4().hex[:8]
-
+    """Settings on the session's broker with topics and group of their own, per call."""
     def make(**overrides: Any) -> Settings:
+        # Each call gets topics and a group of its own (hypothesis runs one test many times).
+        suffix = uuid.uuid4().hex[:8]
         topics = {
             "transactions": f"transactions-{suffix}",
             "labels": f"labels-{suffix}",
