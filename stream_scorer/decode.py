@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import orjson
 from pydantic import ValidationError
@@ -62,16 +63,9 @@ class Decoder:
 
     def decode(self, value: bytes | None, now: float | None = None) -> Transaction | Rejection:
         """Return the Transaction in ``value``, or the Rejection that explains why not."""
-        if value is None:
-            return Rejection("not_json", "empty record (null value)")
-        if len(value) > self.max_bytes:
-            return Rejection("oversized", f"record is {len(value)} bytes, above the {self.max_bytes} limit")
-        try:
-            obj = orjson.loads(value)
-        except orjson.JSONDecodeError as exc:
-            return Rejection("not_json", f"not valid JSON: {exc}")
-        if not isinstance(obj, dict):
-            return Rejection("not_object", f"expected a JSON object, got {type(obj).__name__}")
+        obj = parse_object(value, self.max_bytes)
+        if type(obj) is Rejection:
+            return obj
         try:
             txn = Transaction.model_validate(obj)
         except ValidationError as exc:
@@ -88,8 +82,8 @@ class Decoder:
         return txn
 
 
-def decode_label(value: bytes | None, max_bytes: int = 64 * 1024) -> Label | Rejection:
-    """Return the Label in ``value``, or the Rejection that explains why not."""
+def parse_object(value: bytes | None, max_bytes: int) -> dict[str, Any] | Rejection:
+    """The JSON object in ``value``, or why it is not one (null, too large, not JSON, not an object)."""
     if value is None:
         return Rejection("not_json", "empty record (null value)")
     if len(value) > max_bytes:
@@ -100,6 +94,14 @@ def decode_label(value: bytes | None, max_bytes: int = 64 * 1024) -> Label | Rej
         return Rejection("not_json", f"not valid JSON: {exc}")
     if not isinstance(obj, dict):
         return Rejection("not_object", f"expected a JSON object, got {type(obj).__name__}")
+    return obj
+
+
+def decode_label(value: bytes | None, max_bytes: int = 64 * 1024) -> Label | Rejection:
+    """Return the Label in ``value``, or the Rejection that explains why not."""
+    obj = parse_object(value, max_bytes)
+    if type(obj) is Rejection:
+        return obj
     try:
         return Label.model_validate(obj)
     except ValidationError as exc:

@@ -13,6 +13,18 @@ from confluent_kafka import Consumer, Message, Producer
 from stream_scorer.config import Settings
 from stream_scorer.worker import Worker
 
+WORKER_METRICS = (
+    "stream_scorer_events_consumed_total",
+    "stream_scorer_scores_produced_total",
+    "stream_scorer_dead_letters_total",
+    "stream_scorer_latency_seconds_bucket",
+    "stream_scorer_consumer_lag",
+    "stream_scorer_state_entities",
+    "stream_scorer_pending_labels",
+    "stream_scorer_model_info",
+)
+"""The worker metrics the dashboards rely on."""
+
 
 def produce(settings: Settings, values: Iterable[tuple[bytes | None, bytes]], topic: str | None = None) -> int:
     """Produce ``(key, value)`` pairs and wait until all are acknowledged; return how many."""

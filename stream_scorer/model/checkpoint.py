@@ -22,7 +22,6 @@ import hmac
 import logging
 import os
 import pickle
-import tempfile
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -32,6 +31,7 @@ from typing import Any
 import orjson
 
 from stream_scorer.exceptions import CheckpointError
+from stream_scorer.files import write_atomic
 from stream_scorer.model.logistic import OnlineLogit
 from stream_scorer.model.tree import OnlineTree
 
@@ -159,31 +159,6 @@ def decode(data: bytes, key: bytes, source: str = "checkpoint") -> Checkpoint:
         pickle.UnpicklingError,
     ) as exc:
         raise CheckpointError(f"{source}: signed but unreadable checkpoint: {exc}") from exc
-
-
-def write_atomic(path: str | os.PathLike[str], data: bytes) -> None:
-    """Write ``data`` to ``path`` so that a reader sees the old file or the new one, never half.
-
-    Steps: write a temporary file in the same directory; fsync it; rename it over ``path``
-    (atomic on POSIX); fsync the directory so the rename itself survives a crash.
-    """
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    dir_fd = os.open(target.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
 
 
 def save(

@@ -27,6 +27,7 @@ from typing import Any
 import orjson
 
 from stream_scorer.exceptions import StateError
+from stream_scorer.files import write_atomic
 
 MAGIC = b"SSSNAP"
 VERSION = 1
@@ -50,27 +51,9 @@ def write_snapshot(path: str | os.PathLike[str], body: bytes, metadata: dict[str
     3. ``os.replace`` it over ``path`` (atomic on POSIX);
     4. ``fsync`` the directory, so the rename itself survives a power cut.
     """
-    path = Path(path)
     meta = orjson.dumps(metadata)
     header = _HEADER.pack(MAGIC, VERSION, _digest(meta, body), len(meta))
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(header)
-            f.write(meta)
-            f.write(_BODY_LEN.pack(len(body)))
-            f.write(body)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    write_atomic(path, b"".join((header, meta, _BODY_LEN.pack(len(body)), body)))
 
 
 def read_snapshot(path: str | os.PathLike[str]) -> tuple[bytes, dict[str, Any]]:

@@ -14,20 +14,10 @@ import pytest
 
 from stream_scorer.kafka.launcher import free_port
 from stream_scorer.simulate import Simulator, shifted_to
-from tests.kafka_helpers import WorkerThread, produce_events
+from tests.kafka_helpers import WORKER_METRICS, WorkerThread, produce_events
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-WORKER_METRICS = (
-    "stream_scorer_events_consumed_total",
-    "stream_scorer_scores_produced_total",
-    "stream_scorer_dead_letters_total",
-    "stream_scorer_latency_seconds_bucket",
-    "stream_scorer_consumer_lag",
-    "stream_scorer_state_entities",
-    "stream_scorer_pending_labels",
-    "stream_scorer_model_info",
-)
 
 
 def _get(url: str) -> dict:

@@ -10,7 +10,7 @@ import pytest
 
 from stream_scorer.events import DeadLetter, Score
 from stream_scorer.simulate import Simulator, shifted_to
-from tests.kafka_helpers import WorkerThread, produce, produce_events, read_all, reference_features
+from tests.kafka_helpers import WORKER_METRICS, WorkerThread, produce, produce_events, read_all, reference_features
 
 pytestmark = [pytest.mark.integration]
 
@@ -35,16 +35,7 @@ def test_ten_thousand_events_give_ten_thousand_scores(make_settings):
     assert urllib.request.urlopen(f"{base}/healthz").status == 200
     w.worker._update_gauges()
     text = urllib.request.urlopen(f"{base}/metrics").read().decode()
-    for name in (
-        "stream_scorer_events_consumed_total",
-        "stream_scorer_scores_produced_total",
-        "stream_scorer_dead_letters_total",
-        "stream_scorer_latency_seconds_bucket",
-        "stream_scorer_consumer_lag",
-        "stream_scorer_state_entities",
-        "stream_scorer_pending_labels",
-        "stream_scorer_model_info",
-    ):
+    for name in WORKER_METRICS:
         assert name in text, name
     assert "stream_scorer_scores_produced_total 10000.0" in text
     w.stop()
