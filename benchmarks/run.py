@@ -52,6 +52,8 @@ for _p in (str(ROOT), str(BENCH)):
 
 import orjson  # noqa: E402
 
+from stream_scorer.kafka.launcher import free_port  # noqa: E402
+
 PY = sys.executable
 CLI = str(Path(PY).with_name("stream-scorer"))
 
@@ -306,6 +308,7 @@ class Ctx:
     broker: Broker
     work: Path
     quick: bool
+    profile_worker: bool = False
     procs: list[Proc] = field(default_factory=list)
 
     def uid(self) -> str:
@@ -342,6 +345,7 @@ class Ctx:
             STREAM_SCORER_PROCESSING_GUARANTEE=guarantee,
             STREAM_SCORER_LOG_FORMAT="text",
             STREAM_SCORER_LOG_LEVEL="WARNING",
+            STREAM_SCORER_METRICS_PORT=str(free_port()),  # /metrics is served per batch, never per event
         )
         env.update(more)
         return self.spawn(name, [CLI, "run"], env)
@@ -392,10 +396,24 @@ def bench_e2e(ctx: Ctx, topic: str, partitions: int, n: int, guarantee: str, **e
     group, tag = f"bench-{guarantee}-{ctx.uid()}", ctx.uid()
     t0 = time.perf_counter()
     w = ctx.worker(f"e2e-{guarantee}-{tag}", topic, partitions, group, f"scores-{tag}", guarantee, **env)
+    spy = None
+    if ctx.profile_worker:
+        # py-spy attached to the live worker (sampling; it writes its file when the worker exits)
+        raw = ctx.work / f"worker-{guarantee}.pyspy.txt"
+        spy = ctx.spawn(f"pyspy-{tag}", [str(Path(PY).with_name("py-spy")), "record", "--format", "raw",
+                                         "--rate", "100", "--output", str(raw), "--pid", str(w.popen.pid)])
     try:
         res = ctx.wait_committed([w], group, topic, partitions, n, t0, timeout=900)
     finally:
         w.stop()
+    if spy is not None:
+        try:
+            spy.popen.wait(60)
+        except subprocess.TimeoutExpired:
+            spy.stop(5)
+        if raw.exists():
+            res["profile"] = {"raw": str(raw), "all": summarize_raw(raw, "Worker.run"),
+                              "process_batch": summarize_raw(raw, "Worker.process_batch")}
     return res
 
 
@@ -661,6 +679,14 @@ def profile_offline(work: Path, n: int) -> dict[str, Any]:
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if proc.returncode != 0 or not raw.exists():
         return {"error": (proc.stderr or proc.stdout)[-800:]}
+    out = summarize_raw(raw, "_hot_loop")
+    out["raw"] = str(raw)
+    return out
+
+
+def summarize_raw(raw: Path, marker: str) -> dict[str, Any]:
+    """Self and inclusive shares per function from py-spy's collapsed stacks, over the samples
+    whose stack holds the function ``marker`` (the timed loop, not the set-up)."""
     self_c: Counter[str] = Counter()
     incl_c: Counter[str] = Counter()
     total = 0
@@ -671,8 +697,7 @@ def profile_offline(work: Path, n: int) -> dict[str, Any]:
         c = int(count)
         frames = [f.split(" (")[0] + " (" + f.split(" (")[1].split(":")[0].rsplit("/", 1)[-1] + ")"
                   if " (" in f else f for f in stack.split(";")]
-        # keep only the timed part of the child (drop setup: simulate/import)
-        if not any(f.startswith("_hot_loop ") for f in frames):
+        if not any(f.startswith(marker + " ") for f in frames):
             continue
         total += c
         self_c[frames[-1]] += c
@@ -681,9 +706,8 @@ def profile_offline(work: Path, n: int) -> dict[str, Any]:
     pct = lambda c: round(100.0 * c / total, 1) if total else 0.0  # noqa: E731
     return {
         "samples": total,
-        "self_pct_top": [(f, pct(c)) for f, c in self_c.most_common(20)],
-        "inclusive_pct_top": [(f, pct(c)) for f, c in incl_c.most_common(30)],
-        "raw": str(raw),
+        "self_pct_top": [(f, pct(c)) for f, c in self_c.most_common(25)],
+        "inclusive_pct_top": [(f, pct(c)) for f, c in incl_c.most_common(40)],
     }
 
 
@@ -799,6 +823,7 @@ def main() -> None:
     ap.add_argument("--json", default=str(BENCH / "results.json"), help="where to write the results")
     ap.add_argument("--profile", action="store_true", help="also profile the offline pipeline with py-spy")
     ap.add_argument("--only", help="comma list of sections: limit,offline,e2e,quix,latency,scale,state")
+    ap.add_argument("--profile-worker", action="store_true", help="attach py-spy to the end-to-end workers")
     ap.add_argument("--child-offline", type=int, help=argparse.SUPPRESS)
     args = ap.parse_args()
 
@@ -807,6 +832,8 @@ def main() -> None:
         pipeline_for_profile(values)
         return
 
+    # a SIGTERM unwinds through the finally blocks: workers stopped, broker closed
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     q = args.quick
     n = args.events or (30_000 if q else 200_000)
     n_scale = 20_000 if q else 100_000
@@ -855,7 +882,7 @@ def main() -> None:
     try:
         if broker_needed:
             step("broker")
-            ctx = Ctx(Broker(), work, q)
+            ctx = Ctx(Broker(), work, q, profile_worker=args.profile_worker)
         if ctx and sections & {"e2e", "quix"}:
             step(f"pre-fill a 3-partition topic with {n:,} events")
             topic, t_fill = ctx.input_topic(3, pairs)
@@ -904,7 +931,8 @@ def main() -> None:
     if args.profile:
         step("profile (py-spy) of the offline pipeline")
         results["profile"] = profile_offline(work, min(n, 100_000))
-    shutil.rmtree(work, ignore_errors=True) if not args.profile else None
+    if not (args.profile or args.profile_worker):
+        shutil.rmtree(work, ignore_errors=True)
     save()
     step("done")
     print()
@@ -918,6 +946,12 @@ def main() -> None:
         print("top inclusive:")
         for fn, p in results["profile"]["inclusive_pct_top"][:20]:
             print(f"  {p:5.1f}%  {fn}")
+    for gua, e in (results.get("e2e") or {}).items():
+        prof = e.get("profile") if isinstance(e, dict) else None
+        if prof:
+            print(f"\nprofile, live worker ({gua}), {prof['all']['samples']} samples of the main thread's run():")
+            for fn, p in prof["all"]["inclusive_pct_top"][:30]:
+                print(f"  {p:5.1f}%  {fn}")
 
 
 def _safe(fn: Any) -> dict[str, Any]:
