@@ -96,10 +96,23 @@ class _View(threading.Thread):
 
 def run_demo(settings: Settings, duration: float | None, rate: float, seed: int = 7, bad_share: float = 0.003) -> int:
     """Run the demo until Ctrl-C or ``duration`` seconds; return the process exit code."""
+    kafkas: list[LocalKafka] = []
+    try:
+        return _run(settings, duration, rate, seed, bad_share, kafkas)
+    finally:
+        for kafka in kafkas:
+            kafka.close()
+
+
+def _run(
+    settings: Settings, duration: float | None, rate: float, seed: int, bad_share: float, kafkas: list[LocalKafka]
+) -> int:
     kafka: LocalKafka | None = None
     if _external_bootstrap() is None:
         print("starting a local Apache Kafka broker (the first run fetches its jars with Maven)...", flush=True)
-        kafka = LocalKafka().start()
+        kafka = LocalKafka()
+        kafkas.append(kafka)  # closed by run_demo, whatever way this returns
+        kafka.start()
         settings = settings.model_copy(update={"bootstrap_servers": kafka.bootstrap_servers})
     print(f"Kafka at {settings.bootstrap_servers}; topics: {', '.join(_topic_names(settings))}", flush=True)
     ensure_topics(settings)
@@ -138,8 +151,6 @@ def run_demo(settings: Settings, duration: float | None, rate: float, seed: int 
     worker_thread.join(60)
     view.stop_event.set()
     view.join(10)
-    if kafka is not None:
-        kafka.close()
     st = worker.stats
     print(f"done: scored {st.scored}, dead letters {st.dead_letters}, learned from {st.learned} labels", flush=True)
     return 0

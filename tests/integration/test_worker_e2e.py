@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import time
 from collections import Counter
 
 import orjson
@@ -33,10 +34,15 @@ def test_ten_thousand_events_give_ten_thousand_scores(make_settings):
     base = f"http://127.0.0.1:{w.worker.server.port}"
     assert urllib.request.urlopen(f"{base}/readyz").status == 200
     assert urllib.request.urlopen(f"{base}/healthz").status == 200
-    w.worker._update_gauges()
-    text = urllib.request.urlopen(f"{base}/metrics").read().decode()
-    for name in WORKER_METRICS:
-        assert name in text, name
+    # Gauges are refreshed by the worker's own loop every few seconds (never from another thread).
+    deadline = time.monotonic() + 20
+    while True:
+        text = urllib.request.urlopen(f"{base}/metrics").read().decode()
+        missing = [name for name in WORKER_METRICS if name not in text]
+        if not missing or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert not missing, missing
     assert "stream_scorer_scores_produced_total 10000.0" in text
     w.stop()
     msgs = read_all(settings, settings.topics.scores, expected=10_000)
