@@ -298,7 +298,7 @@ class Evaluator:
                 self._consumer_error(err)
                 continue
             topic = msg.topic()
-            next_offsets[(topic, msg.partition())] = msg.offset() + 1  # type: ignore[index,operator]
+            next_offsets[(topic, msg.partition())] = msg.offset() + 1
             try:
                 record = loads(msg.value() or b"")
                 if topic == scores_topic:

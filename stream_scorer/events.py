@@ -123,7 +123,7 @@ class Score(BaseModel):
 
     model_config = ConfigDict(extra="forbid", title="Score")
 
-    schema_version: Literal[1] = SCHEMA_VERSION
+    schema_version: Literal[1] = 1
     transaction_id: Id
     card_id: Id
     event_time: Timestamp
@@ -147,7 +147,7 @@ class DriftAlert(BaseModel):
 
     model_config = ConfigDict(extra="forbid", title="DriftAlert")
 
-    schema_version: Literal[1] = SCHEMA_VERSION
+    schema_version: Literal[1] = 1
     alert_id: Id
     kind: Literal["performance", "prediction", "data", "label_rate", "disagreement"]
     detector: str
@@ -168,7 +168,7 @@ class DeadLetter(BaseModel):
 
     model_config = ConfigDict(extra="forbid", title="DeadLetter")
 
-    schema_version: Literal[1] = SCHEMA_VERSION
+    schema_version: Literal[1] = 1
     source_topic: str
     source_partition: Annotated[int, Field(ge=0)]
     source_offset: Annotated[int, Field(ge=0)]

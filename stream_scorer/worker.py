@@ -315,7 +315,7 @@ class Worker:
             for p in sorted(self._owned):
                 self._snapshot_quietly(p)
             if self.checkpointer is not None:
-                self.checkpointer.save(self.scorer.champion, self.scorer.challenger)  # type: ignore[arg-type]
+                self.checkpointer.save(self.scorer.champion, self.scorer.challenger)
         finally:
             if self._producer is not None:
                 self._producer.flush(30)
@@ -343,7 +343,7 @@ class Worker:
             for p in sorted(self._owned):
                 self._snapshot_quietly(p)
         if self.checkpointer is not None:
-            self.checkpointer.maybe_save(self.scorer.champion, self.scorer.challenger)  # type: ignore[arg-type]
+            self.checkpointer.maybe_save(self.scorer.champion, self.scorer.challenger)
 
     def _update_gauges(self) -> None:
         """State size, pending labels, model versions and consumer lag (every few seconds)."""
@@ -394,7 +394,7 @@ class Worker:
         if err is not None:
             self._on_delivery(err, msg)
         else:
-            self.state.delivered(msg.partition(), msg.offset())  # type: ignore[arg-type]
+            self.state.delivered(msg.partition(), msg.offset())
 
     def process_batch(self, msgs: list[Message]) -> None:
         """Score one batch end to end and commit it (steps 1-5 of the module docstring)."""
@@ -425,8 +425,8 @@ class Worker:
                 self._consumer_error(err)
                 continue
             topic = msg.topic()
-            partition: int = msg.partition()  # type: ignore[assignment]
-            next_offsets[(topic, partition)] = msg.offset() + 1  # type: ignore[operator]
+            partition: int = msg.partition()
+            next_offsets[(topic, partition)] = msg.offset() + 1
             if topic == tx_topic:
                 txn = decode(msg.value(), now)
                 if type(txn) is Rejection:
@@ -468,11 +468,11 @@ class Worker:
         n_changes = 0
         changelog, cl_delivery = self.changelog, self._on_changelog_delivery
         for p in {p for (_, p) in next_offsets}:
-            for key, value in self.state.changes(p):
+            for key, state_value in self.state.changes(p):
                 try:
-                    produce(changelog, value, key, partition=p, on_delivery=cl_delivery)
+                    produce(changelog, state_value, key, partition=p, on_delivery=cl_delivery)
                 except BufferError:
-                    self._produce_blocking(changelog, value, key, cl_delivery, partition=p)
+                    self._produce_blocking(changelog, state_value, key, cl_delivery, partition=p)
                 n_changes += 1
 
         st = self.stats

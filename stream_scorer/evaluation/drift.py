@@ -263,7 +263,7 @@ class PerformanceDrift:
         self.check_every = check_every
         self.resolve_ratio = resolve_ratio
         self.change: river_drift.ADWIN | river_drift.PageHinkley = (
-            river_drift.ADWIN(delta=delta)  # type: ignore[no-untyped-call]
+            river_drift.ADWIN(delta=delta)
             if method == "adwin"
             else river_drift.PageHinkley(
                 min_instances=self.min_width, delta=0.005, threshold=ph_threshold, mode="up"

@@ -134,4 +134,4 @@ def partition_count(settings: Settings, topic: str, timeout: float = 30.0) -> in
 def cluster_id(settings: Settings, timeout: float = 30.0) -> str | None:
     """The id of the cluster at the bootstrap servers (KRaft clusters always have one)."""
     md = admin_client(settings).list_topics(timeout=timeout)
-    return md.cluster_id
+    return str(md.cluster_id) if md.cluster_id else None
