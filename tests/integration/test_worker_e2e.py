@@ -169,3 +169,25 @@ def test_labels_topic_teaches_the_model_the_features_it_scored(make_settings):
     assert st.labels == len(events) + 1 and st.dead_letters == 1, "a malformed label is a dead letter"
     assert w.worker.scorer.stats.learned == len(events)
     assert w.worker.scorer.stats.labels_missed == 1, "a label for an unknown transaction is counted"
+
+
+def test_worker_checkpoints_its_models_and_refuses_a_tampered_checkpoint(make_settings, tmp_path):
+    from stream_scorer.exceptions import CheckpointError
+    from stream_scorer.worker import Worker
+
+    path = tmp_path / "model.ckpt"
+    settings = make_settings(checkpoint={"path": str(path), "key": "k" * 32, "interval_s": 3600})
+    produce_events(settings, _recent(500, seed=6))
+    first = WorkerThread(settings).start()
+    first.wait_scored(500)
+    first.stop()
+    assert path.exists(), "a checkpoint is written at shutdown"
+    learned = first.worker.scorer.champion.n_learned
+    second = Worker(settings)
+    assert second.scorer.champion.version == first.worker.scorer.champion.version
+    assert second.scorer.champion.n_learned == learned
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    path.write_bytes(bytes(data))
+    with pytest.raises(CheckpointError):
+        Worker(settings)
