@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import gc
 import json
+import math
 import os
 import platform
 import shutil
@@ -75,7 +76,7 @@ def percentile(values: list[float], q: float) -> float:
     if not values:
         return float("nan")
     s = sorted(values)
-    k = max(0, min(len(s) - 1, int(round(q / 100.0 * len(s) + 0.5)) - 1))
+    k = max(0, min(len(s) - 1, math.ceil(q / 100.0 * len(s)) - 1))
     return s[k]
 
 
@@ -401,7 +402,7 @@ def bench_e2e(ctx: Ctx, topic: str, partitions: int, n: int, guarantee: str, **e
         # py-spy attached to the live worker (sampling; it writes its file when the worker exits)
         raw = ctx.work / f"worker-{guarantee}.pyspy.txt"
         spy = ctx.spawn(f"pyspy-{tag}", [str(Path(PY).with_name("py-spy")), "record", "--format", "raw",
-                                         "--rate", "100", "--output", str(raw), "--pid", str(w.popen.pid)])
+                                         "--rate", "100", "--nonblocking", "--output", str(raw), "--pid", str(w.popen.pid)])
     try:
         res = ctx.wait_committed([w], group, topic, partitions, n, t0, timeout=900)
     finally:
@@ -641,11 +642,17 @@ def bench_state_worker_start(ctx: Ctx, eng: Any) -> dict[str, Any]:
         group = f"bench-restore-{tag}"
         state_dir = ctx.work / f"state-restore-{tag}"
         if with_snap:
-            s = settings_for(group_id=group, state_dir=state_dir, topics={"transactions": topic, "labels": f"{topic}.labels", "partitions": 1})
+            s = settings_for(bootstrap_servers=ctx.broker.bootstrap, group_id=group, state_dir=state_dir,
+                             topics={"transactions": topic, "labels": f"{topic}.labels", "partitions": 1})
             scorer: Scorer = build_scorer(s)
             scorer.partition(0).engine = eng
+            store = StateStore(s, scorer)
+            if hasattr(store, "cluster_id"):  # snapshots name their cluster; another's is refused
+                from stream_scorer.kafka.admin import cluster_id
+
+                store.cluster_id = cluster_id(s)
             t0 = time.perf_counter()
-            StateStore(s, scorer).snapshot(0)
+            store.snapshot(0)
             out["seconds_write_snapshot_files"] = time.perf_counter() - t0
             out["snapshot_file_mb"] = sum(p.stat().st_size for p in (state_dir / group).glob("*")) / 1e6
         t0 = time.perf_counter()
@@ -659,6 +666,7 @@ def bench_state_worker_start(ctx: Ctx, eng: Any) -> dict[str, Any]:
         out["with_snapshot" if with_snap else "without_snapshot"] = {
             "seconds_to_first_commit": r["seconds_to_last_commit"],
             "restore_log": restored_line[-200:],
+            "snapshot_used": " from snapshot" in restored_line,
         }
     out["restore_cost_seconds"] = (
         out["with_snapshot"]["seconds_to_first_commit"] - out["without_snapshot"]["seconds_to_first_commit"]
@@ -795,7 +803,8 @@ def table(r: dict[str, Any]) -> str:
     if ws.get("with_snapshot"):
         rows.append((f"6 worker start -> first commit, {ws['cards']:,}-card snapshot",
                      f"{f1(ws['with_snapshot']['seconds_to_first_commit'])} s "
-                     f"(no snapshot {f1(ws['without_snapshot']['seconds_to_first_commit'])} s)", "", ""))
+                     f"(no snapshot {f1(ws['without_snapshot']['seconds_to_first_commit'])} s)"
+                     + ("" if ws["with_snapshot"].get("snapshot_used") else " SNAPSHOT NOT USED"), "", ""))
     w = [max(len(x[i]) for x in rows + [("measure", "value", "target", "result")]) for i in range(4)]
     line = lambda x: "  ".join(x[i].ljust(w[i]) for i in range(4)).rstrip()  # noqa: E731
     return "\n".join([line(("measure", "value", "target", "result")), line(tuple("-" * n for n in w))] + [line(x) for x in rows])
@@ -843,6 +852,7 @@ def main() -> None:
     results: dict[str, Any] = {
         "command": " ".join([Path(PY).name, *sys.argv]),
         "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "git_head": _git_head(),
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
         "sizes": {"events": n, "scale_events": n_scale, "latency_seconds": lat_s, "state_cards": state_cards},
     }
@@ -890,7 +900,7 @@ def main() -> None:
             for gua in ("exactly_once", "at_least_once"):
                 if "e2e" in sections:
                     step(f"end to end, {gua}")
-                    results.setdefault("e2e", {})[gua] = _safe(lambda: bench_e2e(ctx, topic, 3, n, gua))
+                    results.setdefault("e2e", {})[gua] = _safe(lambda gua=gua: bench_e2e(ctx, topic, 3, n, gua))
                     save()
             if "e2e" in sections:
                 step("end to end, exactly_once, no challenger (one model, as the limit)")
@@ -900,7 +910,7 @@ def main() -> None:
             for gua in ("exactly-once", "at-least-once"):
                 if "quix" in sections:
                     step(f"quix, {gua}")
-                    results.setdefault("quix", {})[gua] = _safe(lambda: bench_quix(ctx, topic, 3, n, gua))
+                    results.setdefault("quix", {})[gua] = _safe(lambda gua=gua: bench_quix(ctx, topic, 3, n, gua))
                     save()
         if ctx and "latency" in sections:
             lat_pairs = simulate(int(5000 * lat_s) + 300, seed=21)
@@ -908,7 +918,7 @@ def main() -> None:
             tuned = {"STREAM_SCORER_POLL_TIMEOUT_S": "0.005"}
             for rate, env in ((1000.0, {}), (5000.0, {}), (1000.0, tuned), (5000.0, tuned)):
                 step(f"latency at {rate:.0f} ev/s {env or ''}")
-                res = _safe(lambda: bench_latency(ctx, rate, lat_s, lat_pairs, **env))
+                res = _safe(lambda rate=rate, env=env: bench_latency(ctx, rate, lat_s, lat_pairs, **env))
                 if "error" in res:
                     res.update(offered_rate=rate, worker_env=env, received=0, events=0,
                                ms_produce_to_read_committed=dict.fromkeys(("p50", "p99", "p99.9"), float("nan")))
@@ -954,10 +964,20 @@ def main() -> None:
                 print(f"  {p:5.1f}%  {fn}")
 
 
+def _git_head() -> str:
+    """The commit measured (others edit the package meanwhile: a dirty tree is said so)."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=False).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "stream_scorer"], cwd=ROOT, capture_output=True, text=True, check=False).stdout.strip()
+        return head + ("+dirty" if dirty else "")
+    except OSError:
+        return "unknown"
+
+
 def _safe(fn: Any) -> dict[str, Any]:
     try:
         return fn()
-    except Exception as exc:  # noqa: BLE001 (one failed section must not lose the others)
+    except Exception as exc:
         print(f"  FAILED: {exc}", flush=True)
         return {"error": str(exc)[-2000:]}
 
