@@ -504,13 +504,21 @@ class Worker:
             m.commits.inc()
         m.batch_seconds.observe(time.perf_counter() - t0)
 
-    def _produce_blocking(self, topic: str, value: bytes | None, key: bytes, cb: Any, partition: int = -1) -> None:
+    def _produce_blocking(
+        self,
+        topic: str,
+        value: bytes | None,
+        key: bytes | None,
+        cb: Any,
+        partition: int = -1,
+        headers: list[tuple[str, bytes]] | None = None,
+    ) -> None:
         """The local queue is full: serve delivery reports until there is room (back-pressure)."""
         assert self._producer is not None
         while True:
             self._producer.poll(0.05)
             try:
-                self._producer.produce(topic, value, key, partition=partition, on_delivery=cb)
+                self._producer.produce(topic, value, key, partition=partition, on_delivery=cb, headers=headers)
                 return
             except BufferError:
                 continue
@@ -632,12 +640,10 @@ class Worker:
         headers = [("reason", rejection.reason.encode()[:1000]), ("error_kind", rejection.kind.encode())]
         assert self._producer is not None
         topic, data = self.settings.topics.dlq, orjson.dumps(record)
-        while True:
-            try:
-                self._producer.produce(topic, data, key, headers=headers, on_delivery=self._on_delivery)
-                return
-            except BufferError:
-                self._producer.poll(0.05)
+        try:
+            self._producer.produce(topic, data, key, headers=headers, on_delivery=self._on_delivery)
+        except BufferError:
+            self._produce_blocking(topic, data, key, self._on_delivery, headers=headers)
 
     def _consumer_error(self, err: KafkaError) -> None:
         self.stats.consumer_errors += 1
