@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import Any, Protocol
 
 from stream_scorer import __version__
 from stream_scorer.config import Settings, load_settings
@@ -58,21 +58,31 @@ def _configure_logging(settings: Settings) -> None:
     configure(settings.log_level, settings.log_format)
 
 
+class _Loop(Protocol):
+    def run(self) -> Any: ...
+
+    def stop(self) -> None: ...
+
+
+def _run_until_signal(loop: _Loop) -> int:
+    """Run a consume loop; SIGTERM/SIGINT make it finish its batch, commit and return (exit 0)."""
+
+    def _graceful(signum: int, frame: FrameType | None) -> None:
+        logger.info("signal %s: finishing the batch, then stopping", signal.Signals(signum).name)
+        loop.stop()
+
+    signal.signal(signal.SIGTERM, _graceful)
+    signal.signal(signal.SIGINT, _graceful)
+    loop.run()
+    return 0
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from stream_scorer.worker import Worker
 
     settings = _settings(args, batch_size=args.batch_size)
     _configure_logging(settings)
-    worker = Worker(settings)
-
-    def _graceful(signum: int, frame: FrameType | None) -> None:
-        logger.info("signal %s: finishing the batch, then stopping", signal.Signals(signum).name)
-        worker.stop()
-
-    signal.signal(signal.SIGTERM, _graceful)
-    signal.signal(signal.SIGINT, _graceful)
-    worker.run()
-    return 0
+    return _run_until_signal(Worker(settings))
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
@@ -81,16 +91,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     port = {"metrics_port": args.metrics_port} if args.metrics_port is not None else None
     settings = _settings(args, evaluation=port)
     _configure_logging(settings)
-    evaluator = Evaluator(settings)
-
-    def _graceful(signum: int, frame: FrameType | None) -> None:
-        logger.info("signal %s: finishing the batch, then stopping", signal.Signals(signum).name)
-        evaluator.stop()
-
-    signal.signal(signal.SIGTERM, _graceful)
-    signal.signal(signal.SIGINT, _graceful)
-    evaluator.run()
-    return 0
+    return _run_until_signal(Evaluator(settings))
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
