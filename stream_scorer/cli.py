@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import FrameType
@@ -64,16 +66,27 @@ class _Loop(Protocol):
     def stop(self) -> None: ...
 
 
-def _run_until_signal(loop: _Loop) -> int:
-    """Run a consume loop; SIGTERM/SIGINT make it finish its batch, commit and return (exit 0)."""
+@contextmanager
+def _stopping_on_signals(stop: Callable[[], None], doing: str) -> Iterator[None]:
+    """While inside, SIGTERM and SIGINT call ``stop`` (logging ``doing``) instead of killing the
+    process; the previous handlers are back afterwards."""
 
     def _graceful(signum: int, frame: FrameType | None) -> None:
-        logger.info("signal %s: finishing the batch, then stopping", signal.Signals(signum).name)
-        loop.stop()
+        logger.info("signal %s: %s", signal.Signals(signum).name, doing)
+        stop()
 
-    signal.signal(signal.SIGTERM, _graceful)
-    signal.signal(signal.SIGINT, _graceful)
-    loop.run()
+    previous = {sig: signal.signal(sig, _graceful) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _run_until_signal(loop: _Loop) -> int:
+    """Run a consume loop; SIGTERM/SIGINT make it finish its batch, commit and return (exit 0)."""
+    with _stopping_on_signals(loop.stop, "finishing the batch, then stopping"):
+        loop.run()
     return 0
 
 
@@ -82,7 +95,16 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     settings = _settings(args, batch_size=args.batch_size)
     _configure_logging(settings)
-    return _run_until_signal(Worker(settings))
+    worker = Worker(settings)
+    rc = _run_until_signal(worker)
+    if worker.abandoned_clients:
+        # A Kafka client stuck inside librdkafka blocks when destroyed, which the interpreter
+        # does at exit: everything is committed and flushed by now, so leave without it.
+        logger.warning("exiting without destroying %d stuck Kafka client(s)", worker.abandoned_clients)
+        logging.shutdown()
+        sys.stdout.flush()
+        os._exit(rc)
+    return rc
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
@@ -176,19 +198,12 @@ def cmd_simulate(args: argparse.Namespace) -> int:
             start -= timedelta(seconds=args.count / eps)
     config = simulate.SimConfig(events_per_second=eps, start=start, drift_at=args.drift_at)
     stop = threading.Event()
-
-    def _graceful(signum: int, frame: FrameType | None) -> None:
-        name = signal.Signals(signum).name
-        logger.info("signal %s: sending the waiting labels, flushing, then stopping", name)
-        stop.set()
-
-    signal.signal(signal.SIGTERM, _graceful)
-    signal.signal(signal.SIGINT, _graceful)
-    stats = simulate.produce_to_kafka(
-        settings, simulate.Simulator(config, seed=args.seed),
-        rate=rate, count=args.count, duration=args.duration, labels=args.labels,
-        inline_labels=args.inline_labels, label_delay_mean_s=args.label_delay_mean, stop=stop,
-    )
+    with _stopping_on_signals(stop.set, "sending the waiting labels, flushing, then stopping"):
+        stats = simulate.produce_to_kafka(
+            settings, simulate.Simulator(config, seed=args.seed),
+            rate=rate, count=args.count, duration=args.duration, labels=args.labels,
+            inline_labels=args.inline_labels, label_delay_mean_s=args.label_delay_mean, stop=stop,
+        )
     summary = stats.as_dict()
     print(
         f"sent {stats.transactions} transactions to {settings.topics.transactions}"

@@ -85,7 +85,7 @@ class _View(threading.Thread):
                 for msg in consumer.consume(1000, 0.2):
                     if msg.error():
                         continue
-                    rec = orjson.loads(msg.value())
+                    rec = orjson.loads(msg.value() or b"")
                     self.scores += 1
                     self.bands[rec["band"]] += 1
                     if rec.get("label") is not None:

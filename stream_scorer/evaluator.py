@@ -297,8 +297,9 @@ class Evaluator:
             if err is not None:
                 self._consumer_error(err)
                 continue
-            topic = msg.topic()
-            next_offsets[(topic, msg.partition())] = msg.offset() + 1
+            # Topic, partition and offset are set on every consumed record.
+            topic: str = msg.topic()  # type: ignore[assignment]
+            next_offsets[(topic, msg.partition())] = msg.offset() + 1  # type: ignore[index,operator]
             try:
                 record = loads(msg.value() or b"")
                 if topic == scores_topic:

@@ -28,8 +28,6 @@ import base64
 import logging
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
-from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -48,11 +46,12 @@ from confluent_kafka import (
 from stream_scorer.config import Settings
 from stream_scorer.decode import Decoder, Rejection, decode_label
 from stream_scorer.events import SCHEMA_VERSION, Label
-from stream_scorer.exceptions import ConfigError, StreamScorerError
+from stream_scorer.exceptions import ConfigError
 from stream_scorer.features.engine import FeatureEngine
 from stream_scorer.kafka.admin import cluster_id, ensure_topics, partition_count
 from stream_scorer.kafka.clients import log_client_error as client_error_cb
 from stream_scorer.kafka.clients import make_consumer, make_producer
+from stream_scorer.kafka.deadline import CallTimedOut, DeadlineCaller
 from stream_scorer.metrics import MetricsServer, start_metrics_server
 from stream_scorer.model import checkpoint
 from stream_scorer.pipeline import Scorer, scorer_settings
@@ -65,13 +64,9 @@ logger = logging.getLogger(__name__)
 TXN_TIMEOUT_S = 60.0
 """How long a transaction call may take before it is retried (the broker may be away)."""
 TXN_WEDGED_S = 2 * TXN_TIMEOUT_S
+"""A transaction call still running after this long is stuck, not slow."""
 CONSUMER_REJOIN_S = 45.0
 """A consumer that lost its partitions and has none back after this long is replaced."""
-"""A transaction call still running after this long is stuck, not slow."""
-
-
-class TransactionWedged(StreamScorerError):
-    """A transactional call did not return, past its own timeout."""
 
 
 @dataclass
@@ -156,7 +151,7 @@ class Worker:
         self._last_snapshot = time.monotonic()
         self._failures_in_batch = 0
         self._cluster_was_down = False
-        self._txn_pool = ThreadPoolExecutor(1, thread_name_prefix="txn")
+        self._txn = DeadlineCaller("txn")
         self._abandoned: list[Producer | Consumer] = []
         self._lost_at: float | None = None
         """When the group last took our partitions away for lack of heartbeats (None: not lost)."""
@@ -243,8 +238,6 @@ class Worker:
         logger.warning("%s: abandoning the transaction and rewinding to the committed offsets", why)
         if self._producer is not None:
             self._abandoned.append(self._producer)
-        self._txn_pool.shutdown(wait=False)
-        self._txn_pool = ThreadPoolExecutor(1, thread_name_prefix="txn")
         self._new_producer()
         self.stats.aborts += 1
         self._rewind()
@@ -302,6 +295,11 @@ class Worker:
             self._close()
         logger.info("worker stopped: %s", self.stats.as_dict())
         return self.stats
+
+    @property
+    def abandoned_clients(self) -> int:
+        """Clients given up on (stuck in a call, or out of the group); destroying one may block."""
+        return len(self._abandoned)
 
     def _healthy(self) -> bool:
         """Alive: the loop turned within the last two minutes (a batch never takes that long)."""
@@ -394,7 +392,7 @@ class Worker:
         if err is not None:
             self._on_delivery(err, msg)
         else:
-            self.state.delivered(msg.partition(), msg.offset())
+            self.state.delivered(msg.partition(), msg.offset())  # type: ignore[arg-type]  # set once delivered
 
     def process_batch(self, msgs: list[Message]) -> None:
         """Score one batch end to end and commit it (steps 1-5 of the module docstring)."""
@@ -424,9 +422,10 @@ class Worker:
             if err is not None:
                 self._consumer_error(err)
                 continue
-            topic = msg.topic()
-            partition: int = msg.partition()
-            next_offsets[(topic, partition)] = msg.offset() + 1
+            # Topic, partition and offset are set on every consumed record.
+            topic: str = msg.topic()  # type: ignore[assignment]
+            partition: int = msg.partition()  # type: ignore[assignment]
+            next_offsets[(topic, partition)] = msg.offset() + 1  # type: ignore[operator]
             if topic == tx_topic:
                 txn = decode(msg.value(), now)
                 if type(txn) is Rejection:
@@ -511,7 +510,7 @@ class Worker:
         key: bytes | None,
         cb: Any,
         partition: int = -1,
-        headers: list[tuple[str, bytes]] | None = None,
+        headers: list[tuple[str, str | bytes | None]] | None = None,
     ) -> None:
         """The local queue is full: serve delivery reports until there is room (back-pressure)."""
         assert self._producer is not None
@@ -550,23 +549,22 @@ class Worker:
             self._retrying("abort_transaction", lambda: producer.abort_transaction(TXN_TIMEOUT_S))
             self.stats.aborts += 1
             self._rewind()
-        except TransactionWedged as exc:
+        except CallTimedOut as exc:
             self._replace_producer(str(exc))
 
     def _retrying(self, what: str, call: Any) -> None:
         """Call a transactional API, retrying while its error is retriable (e.g. broker away).
 
         The call runs on a helper thread so that a call that ignores its own timeout cannot
-        hold the worker forever: past ``TXN_WEDGED_S`` it raises :class:`TransactionWedged`.
+        hold the worker forever: past ``TXN_WEDGED_S`` it raises :class:`CallTimedOut`.
         """
         last_warning = 0.0
         while True:
             try:
-                future = self._txn_pool.submit(call)
                 try:
-                    future.result(TXN_WEDGED_S)
-                except FutureTimeout:
-                    raise TransactionWedged(f"{what} did not return within {TXN_WEDGED_S:.0f}s") from None
+                    self._txn.call(call, TXN_WEDGED_S)
+                except CallTimedOut as exc:
+                    raise CallTimedOut(f"{what} {exc}") from None
                 return
             except KafkaException as exc:
                 err: KafkaError = exc.args[0]
@@ -637,7 +635,10 @@ class Worker:
             "failed_at": datetime.now(UTC),
             "worker": self.settings.instance_id,
         }
-        headers = [("reason", rejection.reason.encode()[:1000]), ("error_kind", rejection.kind.encode())]
+        headers: list[tuple[str, str | bytes | None]] = [
+            ("reason", rejection.reason.encode()[:1000]),
+            ("error_kind", rejection.kind.encode()),
+        ]
         assert self._producer is not None
         topic, data = self.settings.topics.dlq, orjson.dumps(record)
         try:

@@ -7,7 +7,9 @@ fetches Apache Kafka's jars from Maven Central and runs a KRaft broker on 127.0.
 
 from __future__ import annotations
 
+import faulthandler
 import os
+import sys
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -87,3 +89,12 @@ def make_settings(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory
         return settings
 
     return make
+
+
+EXIT_WATCHDOG_S = 120.0
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """If the process has not exited this long after the run, print every thread's stack and
+    exit with status 1: a thread stuck at exit must fail the run, not hang it until CI kills it."""
+    faulthandler.dump_traceback_later(EXIT_WATCHDOG_S, exit=True, file=sys.__stderr__)

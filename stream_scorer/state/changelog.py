@@ -104,12 +104,12 @@ def read_partition(
                 )
             msgs = consumer.consume(10_000, 0.5)
             for msg in msgs:
-                if msg.error() is not None:
-                    err = msg.error()
+                err = msg.error()
+                if err is not None:
                     if err.fatal():
                         raise KafkaException(err)
                     continue
-                apply(msg.key(), msg.value())
+                apply(msg.key() or b"", msg.value())
                 n += 1
             # Control records (transaction markers) are never delivered: ask where we stand.
             pos = consumer.position([tp])[0].offset
