@@ -402,7 +402,8 @@ def bench_e2e(ctx: Ctx, topic: str, partitions: int, n: int, guarantee: str, **e
         # py-spy attached to the live worker (sampling; it writes its file when the worker exits)
         raw = ctx.work / f"worker-{guarantee}.pyspy.txt"
         spy = ctx.spawn(f"pyspy-{tag}", [str(Path(PY).with_name("py-spy")), "record", "--format", "raw",
-                                         "--rate", "100", "--nonblocking", "--output", str(raw), "--pid", str(w.popen.pid)])
+                                         "--rate", "100", "--nonblocking", "--output", str(raw),
+                                         "--pid", str(w.popen.pid)])
     try:
         res = ctx.wait_committed([w], group, topic, partitions, n, t0, timeout=900)
     finally:
@@ -752,7 +753,8 @@ def table(r: dict[str, Any]) -> str:
     f2 = lambda v: "-" if v is None else f"{v:.2f}"  # noqa: E731
     limit = g("limit", "events_per_s")
     rows.append(("1 limit: River scaler+logreg predict+learn", f"{f0(limit)} ev/s", "", ""))
-    rows.append(("  package OnlineLogit score+learn (1 model)", f"{f0(g('limit', 'online_logit_events_per_s'))} ev/s", "", ""))
+    rows.append(("  package OnlineLogit score+learn (1 model)",
+                 f"{f0(g('limit', 'online_logit_events_per_s'))} ev/s", "", ""))
     rows.append(("2 offline: decode+score(champion+challenger)+dumps", f"{f0(g('offline', 'events_per_s'))} ev/s",
                  "", f"{f2(_ratio(g('offline', 'events_per_s'), limit))} x limit"))
     for k, v in (g("offline", "stages_us") or {}).items():
@@ -779,7 +781,8 @@ def table(r: dict[str, Any]) -> str:
         m = lat["ms_produce_to_read_committed"]
         target = "p99 <= 20 ms" if lat["offered_rate"] == 5000 and not lat["worker_env"] else ""
         ok = verdict(m["p99"] <= 20.0) if target else ""
-        tune = " " + ",".join(f"{k.removeprefix('STREAM_SCORER_').lower()}={v}" for k, v in lat["worker_env"].items()) if lat["worker_env"] else ""
+        env = lat["worker_env"]
+        tune = " " + ",".join(f"{k.removeprefix('STREAM_SCORER_').lower()}={v}" for k, v in env.items()) if env else ""
         rows.append((f"4 latency @ {lat['offered_rate']:,.0f} ev/s (EOS{tune})",
                      f"p50 {f1(m['p50'])} / p99 {f1(m['p99'])} / p99.9 {f1(m['p99.9'])} ms "
                      f"({lat['received']}/{lat['events']})", target, ok))
@@ -788,7 +791,8 @@ def table(r: dict[str, Any]) -> str:
         sp = sc.get("speedup")
         rows.append(("5 scale-out: 2 workers vs 1 (2 partitions, 2 cores)",
                      f"{f0(_get(sc, 'workers_1', 'events_per_s'))} -> {f0(_get(sc, 'workers_2', 'events_per_s'))} ev/s "
-                     f"(steady x{f2(sc.get('steady_speedup'))})", ">= 1.7x", f"{f2(sp)} x {verdict(None if sp is None else sp >= 1.7)}"))
+                     f"(steady x{f2(sc.get('steady_speedup'))})", ">= 1.7x",
+                     f"{f2(sp)} x {verdict(None if sp is None else sp >= 1.7)}"))
     st = r.get("state") or {}
     if st:
         bpc = st.get("rss_bytes_per_card")
@@ -805,9 +809,10 @@ def table(r: dict[str, Any]) -> str:
                      f"{f1(ws['with_snapshot']['seconds_to_first_commit'])} s "
                      f"(no snapshot {f1(ws['without_snapshot']['seconds_to_first_commit'])} s)"
                      + ("" if ws["with_snapshot"].get("snapshot_used") else " SNAPSHOT NOT USED"), "", ""))
-    w = [max(len(x[i]) for x in rows + [("measure", "value", "target", "result")]) for i in range(4)]
+    head = ("measure", "value", "target", "result")
+    w = [max(len(x[i]) for x in [*rows, head]) for i in range(4)]
     line = lambda x: "  ".join(x[i].ljust(w[i]) for i in range(4)).rstrip()  # noqa: E731
-    return "\n".join([line(("measure", "value", "target", "result")), line(tuple("-" * n for n in w))] + [line(x) for x in rows])
+    return "\n".join([line(head), line(tuple("-" * n for n in w)), *(line(x) for x in rows)])
 
 
 def _get(d: Any, *ks: str) -> Any:
@@ -967,8 +972,11 @@ def main() -> None:
 def _git_head() -> str:
     """The commit measured (others edit the package meanwhile: a dirty tree is said so)."""
     try:
-        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=False).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--", "stream_scorer"], cwd=ROOT, capture_output=True, text=True, check=False).stdout.strip()
+        def git(*args: str) -> str:
+            return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, check=False).stdout.strip()
+
+        head = git("rev-parse", "--short", "HEAD")
+        dirty = git("status", "--porcelain", "--", "stream_scorer")
         return head + ("+dirty" if dirty else "")
     except OSError:
         return "unknown"

@@ -113,6 +113,11 @@ class Settings(BaseSettings):
     metrics_host: str = Field("0.0.0.0", min_length=1)
     create_topics: bool = Field(True, description="Create missing topics at start.")
     batch_size: int = Field(500, ge=1, le=100_000, description="Most records consumed per batch.")
+    commit_interval_s: float = Field(
+        0.5, gt=0, le=60,
+        description="Longest a commit may wait while full batches keep coming (a backlog); once caught up, "
+        "each batch commits at once.",
+    )
     poll_timeout_s: float = Field(
         0.05, gt=0, le=60,
         description="Longest wait for a batch to fill: low keeps latency low when traffic is light.",

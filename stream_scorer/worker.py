@@ -13,10 +13,14 @@ Per batch, in the order correctness needs (exactly-once, the default):
    the features its transaction was scored on;
 3. the state each touched partition changed (feature windows, pending labels) goes to the
    changelog topic, one record per changed key;
-4. the batch's next offsets join the transaction (``send_offsets_to_transaction``) and it
-   commits: scores, dead letters, state and offsets become visible together, or not at all;
+4. the next offsets join the transaction (``send_offsets_to_transaction``) and it commits:
+   scores, dead letters, state and offsets become visible together, or not at all;
 5. if the transaction had to abort, the in-memory state is rebuilt from the changelog and the
-   consumer goes back to the committed offsets, so the batch is scored again, once.
+   consumer goes back to the committed offsets, so the records are scored again, once.
+
+Steps 3-5 run when the worker has caught up (a batch came back short) or, while full batches keep
+coming, every ``commit_interval_s``: a backlog is worked through in a few large transactions, and
+a key changed by many batches is logged once. A rebalance commits first; lost partitions abort.
 
 With ``processing_guarantee=at_least_once`` (clusters without transactions), step 4 is: flush the
 producer and commit the offsets only when every record was acknowledged.
@@ -151,6 +155,11 @@ class Worker:
         self._last_snapshot = time.monotonic()
         self._failures_in_batch = 0
         self._cluster_was_down = False
+        self._open_offsets: dict[tuple[str, int], int] = {}
+        """Next offsets of the batches processed since the last commit (the open commit unit)."""
+        self._open_since: float | None = None
+        """When the open commit unit began (None: everything processed is committed)."""
+        self._open_batches = 0
         self._txn = DeadlineCaller("txn")
         self._abandoned: list[Producer | Consumer] = []
         self._lost_at: float | None = None
@@ -254,8 +263,10 @@ class Worker:
         logger.info("assigned partitions %s", mine)
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        # Every finished batch is committed, state included: the new owner restores it from the
+        # Commit what was processed, state included: the new owner restores it from the
         # changelog. A snapshot now makes our own restore quick if the partition comes back.
+        if self._open_since is not None:
+            self._commit()
         mine = sorted({p.partition for p in partitions if p.topic == self.settings.topics.transactions})
         for p in mine:
             if p in self._owned:
@@ -266,11 +277,16 @@ class Worker:
         logger.info("revoked partitions %s", mine)
 
     def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        # Lost, not revoked: another worker may own them already; our state may be stale.
+        # Lost, not revoked: another worker may own them already; our state may be stale, and
+        # what we processed since the last commit is theirs to redo.
+        if self._open_since is not None:
+            self._abandon_open()
         for p in {p.partition for p in partitions if p.topic == self.settings.topics.transactions}:
             self.state.drop(p)
             self._owned.discard(p)
             self._seen.pop(p, None)
+        if self._owned:
+            self._rewind()  # partitions still ours go back to their last commit too
         self._lost_at = time.monotonic()
         logger.warning("lost partitions %s", sorted(p.partition for p in partitions))
 
@@ -290,7 +306,11 @@ class Worker:
                 msgs = self._consumer.consume(s.batch_size, s.poll_timeout_s)  # type: ignore[union-attr]
                 if msgs:
                     self.process_batch(msgs)
+                elif self._open_since is not None:
+                    self._commit()
                 self._housekeeping()
+            if self._open_since is not None:
+                self._commit()
         finally:
             self._close()
         logger.info("worker stopped: %s", self.stats.as_dict())
@@ -336,7 +356,7 @@ class Worker:
             assert self._consumer is not None
             self._abandoned.append(self._consumer)
             self._new_consumer()
-        if now - self._last_snapshot >= self.settings.snapshot_interval_s:
+        if now - self._last_snapshot >= self.settings.snapshot_interval_s and self._open_since is None:
             self._last_snapshot = now
             for p in sorted(self._owned):
                 self._snapshot_quietly(p)
@@ -409,13 +429,16 @@ class Worker:
         dumps = orjson.dumps
         on_delivery = self._on_delivery
         produce = producer.produce
-        next_offsets: dict[tuple[str, int], int] = {}
+        next_offsets = self._open_offsets
         scored = dead = labels = applied = 0
         seen_by_partition = self._seen
         dedupe = s.dedupe_window
-        self._failures_in_batch = 0
-        if self.eos:
-            producer.begin_transaction()
+        if self._open_since is None:
+            self._open_since = time.monotonic()
+            self._failures_in_batch = 0
+            if self.eos:
+                producer.begin_transaction()
+        self._open_batches += 1
 
         for msg in msgs:
             err = msg.error()
@@ -463,17 +486,6 @@ class Worker:
                 if apply_label(label.transaction_id, label.is_fraud, label.label_time.timestamp(), partition):
                     applied += 1
 
-        # 3. the state this batch changed, one changelog record per key, per partition.
-        n_changes = 0
-        changelog, cl_delivery = self.changelog, self._on_changelog_delivery
-        for p in {p for (_, p) in next_offsets}:
-            for key, state_value in self.state.changes(p):
-                try:
-                    produce(changelog, state_value, key, partition=p, on_delivery=cl_delivery)
-                except BufferError:
-                    self._produce_blocking(changelog, state_value, key, cl_delivery, partition=p)
-                n_changes += 1
-
         st = self.stats
         st.consumed += len(msgs)
         st.scored += scored
@@ -481,7 +493,6 @@ class Worker:
         st.labels += labels
         st.labels_applied += applied
         st.learned = self.scorer.stats.learned
-        st.changelog_records += n_changes
         st.batches += 1
         m = self.metrics
         m.consumed.inc(len(msgs))
@@ -491,8 +502,36 @@ class Worker:
             m.labels.labels("applied").inc(applied)
             m.labels.labels("unmatched").inc(labels - applied)
         m.latency.observe(time.perf_counter() - t0)
-        offsets = [TopicPartition(t, p, o) for (t, p), o in next_offsets.items()]
+        # A full batch means more is waiting: keep the commit unit open (up to the commit interval)
+        # and commit several batches at once. A short batch means the worker caught up: commit now,
+        # so light traffic is never held back.
+        if len(msgs) < s.batch_size or time.monotonic() - self._open_since >= s.commit_interval_s:
+            self._commit()
+        m.batch_seconds.observe(time.perf_counter() - t0)
+
+    def _commit(self) -> None:
+        """Steps 3-4 for every batch since the last commit: the state they changed, one changelog
+        record per changed key, then the offsets, in one transaction (or, at-least-once, flushed
+        then committed)."""
+        assert self._producer is not None
+        produce = self._producer.produce
+        changelog, cl_delivery = self.changelog, self._on_changelog_delivery
+        n_changes = 0
+        for p in {p for (_, p) in self._open_offsets}:
+            for key, state_value in self.state.changes(p):
+                try:
+                    produce(changelog, state_value, key, partition=p, on_delivery=cl_delivery)
+                except BufferError:
+                    self._produce_blocking(changelog, state_value, key, cl_delivery, partition=p)
+                n_changes += 1
+        offsets = [TopicPartition(t, p, o) for (t, p), o in self._open_offsets.items()]
+        st, m = self.stats, self.metrics
+        st.changelog_records += n_changes
         aborts = st.aborts
+        self._open_offsets = {}
+        self._open_since = None
+        m.batches_per_commit.observe(self._open_batches)
+        self._open_batches = 0
         if self.eos:
             self._commit_transaction(offsets)
         else:
@@ -501,7 +540,21 @@ class Worker:
             m.aborts.inc()
         else:
             m.commits.inc()
-        m.batch_seconds.observe(time.perf_counter() - t0)
+
+    def _abandon_open(self) -> None:
+        """Drop the commit unit without committing it (its partitions were lost): abort the
+        transaction; the records' new owner scores them again from the last commit."""
+        self._open_offsets = {}
+        self._open_since = None
+        self._open_batches = 0
+        if self.eos and self._producer is not None:
+            producer = self._producer
+            try:
+                self._retrying("abort_transaction", lambda: producer.abort_transaction(TXN_TIMEOUT_S))
+            except (KafkaException, CallTimedOut) as exc:
+                self._replace_producer(f"abort after losing the partitions failed ({exc})")
+                return
+            self.stats.aborts += 1
 
     def _produce_blocking(
         self,

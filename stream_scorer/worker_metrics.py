@@ -17,8 +17,14 @@ class WorkerMetrics:
         self.scored = Counter(p + "scores_produced", "Scores produced.", registry=r)
         self.dead_letters = Counter(p + "dead_letters", "Records sent to the dead-letter topic.", registry=r)
         self.labels = Counter(p + "labels", "Labels consumed, by outcome.", ["outcome"], registry=r)
-        self.commits = Counter(p + "commits", "Batches committed.", registry=r)
-        self.aborts = Counter(p + "aborts", "Batches rolled back and consumed again.", registry=r)
+        self.commits = Counter(p + "commits", "Commits (transactions, or offset commits at least once).", registry=r)
+        self.aborts = Counter(p + "aborts", "Commit units rolled back and consumed again.", registry=r)
+        self.batches_per_commit = Histogram(
+            p + "batches_per_commit",
+            "Batches in one commit: 1 when caught up, more while working through a backlog.",
+            buckets=(1, 2, 4, 8, 16, 32, 64),
+            registry=r,
+        )
         self.latency = Histogram(
             p + "latency_seconds",
             "Processing latency in the worker, per batch: from the batch's arrival to its last score.",

@@ -22,6 +22,7 @@ WORKER_METRICS = (
     "stream_scorer_state_entities",
     "stream_scorer_pending_labels",
     "stream_scorer_model_info",
+    "stream_scorer_batches_per_commit_bucket",
 )
 """The worker metrics the dashboards rely on."""
 

@@ -120,6 +120,41 @@ def test_restarted_worker_resumes_from_committed_offsets(make_settings):
     assert [t for t in got if got[t] != reference[t]] == []
 
 
+@pytest.mark.parametrize("guarantee", ["exactly_once", "at_least_once"])
+def test_a_backlog_commits_several_batches_at_once_and_each_key_once(make_settings, guarantee):
+    settings = make_settings(batch_size=100, commit_interval_s=30.0, processing_guarantee=guarantee)
+    events = _recent(4_000, seed=8)
+    produce_events(settings, events)
+    w = WorkerThread(settings).start()
+    w.wait_scored(4_000)
+    w.stop()
+    st = w.worker.stats
+    # Full batches kept the commit open; far fewer commits than batches.
+    assert st.batches >= 40 and st.commits < st.batches / 4, st
+    # A card changed by several batches of one commit is logged once, not once per batch.
+    cards = {e["card_id"] for e in events}
+    merchants = {e["merchant_id"] for e in events}
+    assert st.changelog_records < len(events), st
+    assert st.changelog_records >= len(cards) + len(merchants), st
+    msgs = read_all(settings, settings.topics.scores, expected=4_000)
+    ids = Counter(orjson.loads(m.value())["transaction_id"] for m in msgs)
+    assert len(msgs) == 4_000 and max(ids.values()) == 1
+    reference = reference_features(settings, 4_000)
+    got = {orjson.loads(m.value())["transaction_id"]: orjson.loads(m.value())["features"] for m in msgs}
+    assert [t for t in got if got[t] != reference[t]] == []
+    # What the changelog holds restores the same state: a second worker continues seamlessly.
+    more = _recent(4_500, seed=8)[4_000:]
+    produce_events(settings, more)
+    second = WorkerThread(settings).start()
+    second.wait_scored(500)
+    second.stop()
+    assert second.worker.stats.consumed == 500
+    msgs = read_all(settings, settings.topics.scores, expected=4_500)
+    reference = reference_features(settings, 4_500)
+    got = {orjson.loads(m.value())["transaction_id"]: orjson.loads(m.value())["features"] for m in msgs}
+    assert len(got) == 4_500 and [t for t in got if got[t] != reference[t]] == []
+
+
 def test_labels_topic_teaches_the_model_the_features_it_scored(make_settings):
     settings = make_settings()
     events = _recent(2_000, seed=4)
