@@ -32,6 +32,7 @@ test-fast: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check stream_scorer tests benchmarks
+	$(BIN)/mypy stream_scorer
 
 ## kafka: fetch Apache Kafka's broker jars with Maven into .cache/kafka (once)
 kafka: $(STAMP)

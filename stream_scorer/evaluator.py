@@ -298,8 +298,8 @@ class Evaluator:
                 self._consumer_error(err)
                 continue
             # Topic, partition and offset are set on every consumed record.
-            topic: str = msg.topic()  # type: ignore[assignment]
-            next_offsets[(topic, msg.partition())] = msg.offset() + 1  # type: ignore[index,operator]
+            topic: str = msg.topic()  # type: ignore[assignment,unused-ignore]
+            next_offsets[(topic, msg.partition())] = msg.offset() + 1  # type: ignore[index,operator,unused-ignore]
             try:
                 record = loads(msg.value() or b"")
                 if topic == scores_topic:

@@ -412,7 +412,7 @@ class Worker:
         if err is not None:
             self._on_delivery(err, msg)
         else:
-            self.state.delivered(msg.partition(), msg.offset())  # type: ignore[arg-type]  # set once delivered
+            self.state.delivered(msg.partition(), msg.offset())  # type: ignore[arg-type,unused-ignore]  # set once delivered
 
     def process_batch(self, msgs: list[Message]) -> None:
         """Score one batch end to end and commit it (steps 1-5 of the module docstring)."""
@@ -446,9 +446,9 @@ class Worker:
                 self._consumer_error(err)
                 continue
             # Topic, partition and offset are set on every consumed record.
-            topic: str = msg.topic()  # type: ignore[assignment]
-            partition: int = msg.partition()  # type: ignore[assignment]
-            next_offsets[(topic, partition)] = msg.offset() + 1  # type: ignore[operator]
+            topic: str = msg.topic()  # type: ignore[assignment,unused-ignore]
+            partition: int = msg.partition()  # type: ignore[assignment,unused-ignore]
+            next_offsets[(topic, partition)] = msg.offset() + 1  # type: ignore[operator,unused-ignore]
             if topic == tx_topic:
                 txn = decode(msg.value(), now)
                 if type(txn) is Rejection:
