@@ -120,7 +120,7 @@ class Settings(BaseSettings):
     )
     poll_timeout_s: float = Field(
         0.05, gt=0, le=60,
-        description="Longest wait for a batch to fill: low keeps latency low when traffic is light.",
+        description="Longest wait for a record when none is waiting (a batch never waits to fill).",
     )
     max_event_bytes: int = Field(
         64 * 1024, ge=256, le=16 * 1024 * 1024, description="Larger events go to the DLQ."

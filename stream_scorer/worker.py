@@ -303,7 +303,7 @@ class Worker:
         )
         try:
             while not self._stop.is_set():
-                msgs = self._consumer.consume(s.batch_size, s.poll_timeout_s)  # type: ignore[union-attr]
+                msgs = self._next_batch()
                 if msgs:
                     self.process_batch(msgs)
                 elif self._open_since is not None:
@@ -315,6 +315,22 @@ class Worker:
             self._close()
         logger.info("worker stopped: %s", self.stats.as_dict())
         return self.stats
+
+    def _next_batch(self) -> list[Message]:
+        """What has arrived, up to ``batch_size``, without waiting for a batch to fill.
+
+        ``consume(n, timeout)`` waits for ``n`` records or the timeout: under light traffic every
+        record would wait out the timeout. Instead take what is there; if nothing is, wait for
+        the first record only, then take what came with it.
+        """
+        consumer, n = self._consumer, self.settings.batch_size
+        assert consumer is not None
+        msgs: list[Message] = consumer.consume(n, 0)
+        if not msgs:
+            msgs = consumer.consume(1, self.settings.poll_timeout_s)
+            if msgs and n > 1:
+                msgs += consumer.consume(n - 1, 0)
+        return msgs
 
     @property
     def abandoned_clients(self) -> int:
