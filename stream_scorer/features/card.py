@@ -1,15 +1,17 @@
 """A card's state in one ``bytearray``: windows, long-run amount statistics and merchant memory.
 
 The in-memory form is the serialized form, so a changelog value is a copy of the buffer and the
-memory a card costs is what you measure (876 bytes with the default settings).
+memory a card costs is what you measure (820 bytes with the default settings).
 Layout, little-endian:
 
 ====================  ==========================================================================
 ``<dddd`` header      latest event time, count, running mean and M2 of amounts (Welford)
 ``uint16[B]``         per-bucket transaction counts of every window ring (saturating at 65535)
 ``float32[2B]``       per-bucket amount sums, then per-bucket max amounts
-``uint32[3K]``        merchant memory: CRC-32 of the merchant id, latest hour seen, the hour
-                      seen before that (``0`` = none)
+``uint32[2K]``        merchant memory: CRC-32 of the merchant id (``0`` = free slot), latest hour
+                      seen; slots fill from the first, so the used ones are a prefix
+``uint8[K]``          per merchant slot, how many hours before the latest the one seen before it
+                      was (``0`` = none, or more than 255 hours: too old to matter to any feature)
 ====================  ==========================================================================
 
 Features are read from the state as it stood before the event, then the event is folded in.
@@ -20,6 +22,7 @@ from __future__ import annotations
 import math
 import struct
 import zlib
+from array import array
 
 from stream_scorer.features.catalog import (
     CARD_WINDOWS,
@@ -31,10 +34,14 @@ from stream_scorer.features.catalog import (
     STD_FLOOR,
     Z_CLIP,
 )
-from stream_scorer.features.windows import ZEROS, Level, clear_ranges, make_levels
+from stream_scorer.features.windows import Level, make_levels
 
 HEADER = struct.Struct("<dddd")
+_U32 = struct.Struct("<I")
 _MAX_COUNT = 65_535
+_MAX_AGE = 255
+"""The oldest "hour seen before" kept: the next event is at most an hour before the latest (grace
+<= 1 h), so a previous hour older than 255 h is outside every window (24 h, 7 d) for good."""
 
 
 def merchant_hash(merchant_id: str) -> int:
@@ -53,9 +60,19 @@ class CardLayout:
         self.counts_at = HEADER.size
         self.values_at = self.counts_at + 2 * nb + (2 * nb) % 4
         self.merchants_at = self.values_at + 8 * nb
-        self.size = self.merchants_at + 12 * k
-        self._names = tuple(
+        self.ages_at = self.merchants_at + 8 * k
+        self.size = self.ages_at + k
+        self._memory = struct.Struct(f"<{2 * k}I")
+        width = max(lv.slots for lv in self.levels)
+        self._zero_counts = memoryview(array("H", bytes(2 * width)))
+        self._zero_values = memoryview(array("f", bytes(4 * width)))
+        self._level_params = tuple(
             (
+                lv.bucket_s,
+                lv.span,
+                lv.slots,
+                lv.offset,
+                lv.offset + lv.slots,
                 f"card_{lv.name}_log_count",
                 f"card_{lv.name}_log_sum",
                 f"card_{lv.name}_log_mean",
@@ -63,15 +80,11 @@ class CardLayout:
             )
             for lv in self.levels
         )
-        self._level_params = tuple(
-            (lv.bucket_s, lv.span, lv.slots, lv.offset, names)
-            for lv, names in zip(self.levels, self._names, strict=True)
-        )
 
     def describe(self) -> str:
         """A string that changes whenever the layout does (it is part of the state fingerprint)."""
         lv = ",".join(f"{x.name}:{x.width_s:g}/{x.bucket_s:g}x{x.slots}" for x in self.levels)
-        return f"card1[{lv}|k={self.merchant_slots}|size={self.size}]"
+        return f"card2[{lv}|k={self.merchant_slots}|size={self.size}]"
 
     def new(self) -> bytearray:
         """The buffer of a card never seen (count 0)."""
@@ -93,54 +106,67 @@ class CardLayout:
             floor_ts = max_ts - self.grace_s
             if ts < floor_ts:
                 ts, late = floor_ts, True
-            new_max = ts if ts > max_ts else max_ts
         else:
-            new_max = max_ts = ts
+            max_ts = ts
         raw = memoryview(buf)
         nb = self.n_buckets
-        counts = raw[self.counts_at : self.counts_at + 2 * nb].cast("H")
+        counts = raw[self.counts_at : self.values_at].cast("H")
         values = raw[self.values_at : self.merchants_at].cast("f")
-        ca, va, xa = self.counts_at, self.values_at, self.values_at + 4 * nb
+        zc, zv = self._zero_counts, self._zero_values
 
-        for bucket_s, span, slots, off, names in self._level_params:
+        for bucket_s, span, slots, off, end, n_count, n_sum, n_mean, n_max in self._level_params:
             k = int(ts // bucket_s)
+            head = int(max_ts // bucket_s)
             s1 = off + k % slots
-            c = -1
-            if not n:
-                c = 0  # a new card: all zeros
-            else:
-                head, new_head = int(max_ts // bucket_s), int(new_max // bucket_s)
-                if new_head > head:  # the ring moves on: empty the buckets it reuses
-                    if new_head - head >= slots:
-                        c = 0  # idle longer than the ring: the whole window is empty
-                    for a, b in clear_ranges(head, new_head, slots):
-                        a += off
-                        b += off
-                        raw[ca + 2 * a : ca + 2 * b] = ZEROS[: 2 * (b - a)]
-                        raw[va + 4 * a : va + 4 * b] = ZEROS[: 4 * (b - a)]
-                        raw[xa + 4 * a : xa + 4 * b] = ZEROS[: 4 * (b - a)]
-            if c:
-                s0 = off + (k - span + 1) % slots
-                if s0 <= s1:
-                    c = sum(counts[s0 : s1 + 1])
-                    if c:
-                        s = sum(values[s0 : s1 + 1])
-                        mx = max(values[nb + s0 : nb + s1 + 1])
+            # The window is buckets k - span + 1 .. k; those after the head are empty.
+            lo = k - span + 1
+            hi = k
+            if k > head:  # the ring moves on to k: empty the buckets it reuses
+                moved = k - head
+                if moved >= slots:
+                    counts[off:end] = zc[:slots]
+                    values[off:end] = zv[:slots]
+                    values[nb + off : nb + end] = zv[:slots]
                 else:
-                    end = off + slots
-                    c = sum(counts[s0:end]) + sum(counts[off : s1 + 1])
+                    a = off + (head + 1) % slots
+                    b = a + moved
+                    if b <= end:
+                        counts[a:b] = zc[:moved]
+                        values[a:b] = zv[:moved]
+                        values[nb + a : nb + b] = zv[:moved]
+                    else:
+                        counts[a:end] = zc[: end - a]
+                        values[a:end] = zv[: end - a]
+                        values[nb + a : nb + end] = zv[: end - a]
+                        b -= slots
+                        counts[off:b] = zc[: b - off]
+                        values[off:b] = zv[: b - off]
+                        values[nb + off : nb + b] = zv[: b - off]
+                hi = head
+            elif k < head and lo <= head - slots:  # never read a slot the ring has reused
+                lo = head - slots + 1
+            c = 0
+            if n and hi >= lo:
+                s0, s2 = off + lo % slots, off + hi % slots
+                if s0 <= s2:
+                    c = sum(counts[s0 : s2 + 1])
                     if c:
-                        s = sum(values[s0:end]) + sum(values[off : s1 + 1])
+                        s = sum(values[s0 : s2 + 1])
+                        mx = max(values[nb + s0 : nb + s2 + 1])
+                else:
+                    c = sum(counts[s0:end]) + sum(counts[off : s2 + 1])
+                    if c:
+                        s = sum(values[s0:end]) + sum(values[off : s2 + 1])
                         mx = max(
-                            max(values[nb + s0 : nb + end]), max(values[nb + off : nb + s1 + 1])
+                            max(values[nb + s0 : nb + end]), max(values[nb + off : nb + s2 + 1])
                         )
             if c:
-                x[names[0]] = math.log1p(c)
-                x[names[1]] = math.log1p(s)
-                x[names[2]] = math.log1p(s / c)
-                x[names[3]] = math.log1p(mx)
+                x[n_count] = math.log1p(c)
+                x[n_sum] = math.log1p(s)
+                x[n_mean] = math.log1p(s / c)
+                x[n_max] = math.log1p(mx)
             else:
-                x[names[0]] = x[names[1]] = x[names[2]] = x[names[3]] = 0.0
+                x[n_count] = x[n_sum] = x[n_mean] = x[n_max] = 0.0
             # Fold the event into its bucket, after the window was read.
             if counts[s1] < _MAX_COUNT:
                 counts[s1] += 1
@@ -159,7 +185,7 @@ class CardLayout:
             x["card_log_count"] = math.log1p(n)
             x["card_log_seconds_since_prev"] = math.log1p(since)
             x["card_amount_ratio"] = RATIO_CLIP if ratio > RATIO_CLIP else ratio
-            x["card_amount_z"] = max(-Z_CLIP, min(Z_CLIP, z))
+            x["card_amount_z"] = -Z_CLIP if z < -Z_CLIP else (Z_CLIP if z > Z_CLIP else z)
         else:
             x["card_log_count"] = 0.0
             x["card_log_seconds_since_prev"] = math.log1p(NO_PREVIOUS_S)
@@ -169,46 +195,58 @@ class CardLayout:
         delta = amount - mean
         mean += delta / n
         m2 += delta * (amount - mean)
-        HEADER.pack_into(buf, 0, new_max, n, mean, m2)
+        HEADER.pack_into(buf, 0, ts if ts > max_ts else max_ts, n, mean, m2)
 
-        # Merchant memory: distinct merchants in 24 h, and whether this one is new in 7 d.
+        self._remember(buf, int(ts // MERCHANT_MEMORY_BUCKET_S), mhash, x)
+        return late
+
+    def _remember(self, buf: bytearray, hours: int, mhash: int, x: dict[str, float]) -> None:
+        """Merchant memory: distinct merchants in 24 h, whether this one is new in 7 d; then note
+        this merchant at ``hours``, in a free slot or in place of the least recently seen one."""
         kslots = self.merchant_slots
-        mem_view = raw[self.merchants_at : self.size].cast("I")
-        mem = mem_view.tolist()
-        hours = int(ts // MERCHANT_MEMORY_BUCKET_S)
+        mem = self._memory.unpack_from(buf, self.merchants_at)
+        ages_at = self.ages_at
+        used = mem.index(0) if mem[kslots - 1] == 0 else kslots  # the used slots are a prefix
+        hashes = mem[:used]
+        lasts = mem[kslots : kslots + used]
         distinct_after = hours - DISTINCT_MERCHANTS_HOURS
-        distinct = 0
-        pos = free = -1
-        oldest, oldest_last = 0, 1 << 32
-        for i in range(kslots):
-            h = mem[i]
-            if not h:
-                if free < 0:
-                    free = i
-                continue
-            last = mem[kslots + i]
-            # The latest hour at or before this event's: a later one can only be the next hour
-            # (grace <= 1 h), and then the hour seen before it is the answer.
-            seen = last if last <= hours else mem[2 * kslots + i]
-            if seen > distinct_after:
-                distinct += 1
-            if h == mhash:
-                pos, seen_here = i, seen
-            if last < oldest_last:
-                oldest, oldest_last = i, last
+        pos = hashes.index(mhash) if mhash in hashes else -1
+        if not used or max(lasts) <= hours:  # every merchant last seen at or before this hour
+            distinct = 0
+            for last in lasts:
+                if last > distinct_after:
+                    distinct += 1
+            seen_here = lasts[pos] if pos >= 0 else 0
+        else:
+            # A later hour can only be the next one (grace <= 1 h); then the hour seen before
+            # it is the latest at or before this event's.
+            distinct = seen_here = 0
+            for i, last in enumerate(lasts):
+                if last <= hours:
+                    seen = last
+                else:
+                    age = buf[ages_at + i]
+                    seen = last - age if age else 0
+                if seen > distinct_after:
+                    distinct += 1
+                if i == pos:
+                    seen_here = seen
         x["card_24h_log_distinct_merchants"] = math.log1p(distinct)
         if pos >= 0:
             x["card_merchant_new"] = 0.0 if seen_here > hours - NEW_MERCHANT_HOURS else 1.0
-            last = mem[kslots + pos]
+            last = lasts[pos]
             if hours > last:
-                mem_view[2 * kslots + pos] = last
-                mem_view[kslots + pos] = hours
-            elif hours < last and hours > mem[2 * kslots + pos]:
-                mem_view[2 * kslots + pos] = hours
+                age = hours - last
+                buf[ages_at + pos] = age if age <= _MAX_AGE else 0
+                _U32.pack_into(buf, self.merchants_at + 4 * (kslots + pos), hours)
+            elif hours < last:
+                age = buf[ages_at + pos]
+                if hours > (last - age if age else 0):
+                    age = last - hours
+                    buf[ages_at + pos] = age if age <= _MAX_AGE else 0
         else:
             x["card_merchant_new"] = 1.0
-            i = free if free >= 0 else oldest
-            mem_view[i] = mhash
-            mem_view[kslots + i] = hours
-            mem_view[2 * kslots + i] = 0
-        return late
+            i = used if used < kslots else lasts.index(min(lasts))
+            _U32.pack_into(buf, self.merchants_at + 4 * i, mhash)
+            _U32.pack_into(buf, self.merchants_at + 4 * (kslots + i), hours)
+            buf[ages_at + i] = 0

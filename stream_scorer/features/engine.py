@@ -34,13 +34,15 @@ from stream_scorer.features.merchant import MerchantLayout, MerchantState
 from stream_scorer.features.settings import FeatureSettings
 
 SNAPSHOT_MAGIC = b"SSFE"
-SNAPSHOT_VERSION = 1
+SNAPSHOT_VERSION = 2
+"""Bumped with every change of the bytes of a card or merchant (2: rings without a spare slot,
+merchant memory with one-byte "hour before" ages); an engine reads only its own version."""
 _SNAP_HEADER = struct.Struct("<4sHIQII")  # magic, version, layout, late events, cards, merchants
 _CRC = struct.Struct("<I")  # CRC-32 of the header and the body, after the header
 _KEY_LEN = struct.Struct("<H")
 _VALUE_LEN = struct.Struct("<I")
 _VALUE_HEADER = struct.Struct("<cBI")  # kind (b"C"/b"M"), format version, layout fingerprint
-_VALUE_VERSION = 1
+_VALUE_VERSION = SNAPSHOT_VERSION
 
 _DAY_ANGLE = 2.0 * math.pi / 86_400.0
 _WEEK_ANGLE = 2.0 * math.pi / (7 * 86_400.0)
@@ -99,13 +101,13 @@ class FeatureEngine:
                 f"amount must be > 0 and event time in (0, {_MAX_TS:g}): {amount}, {ts}"
             )
         x = {"log_amount": math.log1p(amount)}
+        m = self.merchants.get(merchant_id)
+        if m is None:
+            m = self.merchants[merchant_id] = self._merchant.new(merchant_hash(merchant_id))
         buf = self.cards.get(card_id)
         if buf is None:
             buf = self.cards[card_id] = self._card.new()
-        late = self._card.update(buf, amount, ts, merchant_hash(merchant_id), x)
-        m = self.merchants.get(merchant_id)
-        if m is None:
-            m = self.merchants[merchant_id] = self._merchant.new()
+        late = self._card.update(buf, amount, ts, m.mhash, x)
         if self._merchant.update(m, amount, ts, x) or late:
             self.late_events += 1
         day = ts * _DAY_ANGLE
@@ -128,7 +130,7 @@ class FeatureEngine:
         """
         m = self.merchants.get(merchant_id)
         if m is None:
-            m = self.merchants[merchant_id] = self._merchant.new()
+            m = self.merchants[merchant_id] = self._merchant.new(merchant_hash(merchant_id))
         self._merchant.observe_label(m, is_fraud, max(label_ts, event_ts))
         self._dirty_merchants.add(merchant_id)
 
@@ -221,9 +223,12 @@ class FeatureEngine:
             tag, version, fingerprint = _VALUE_HEADER.unpack_from(value, 0)
         except struct.error as exc:
             raise StateError(f"state value of {key!r} is truncated") from exc
-        if tag != kind.upper().encode() or version != _VALUE_VERSION:
+        if tag != kind.upper().encode():
+            raise StateError(f"state value of {key!r} is not a {kind!r} value")
+        if version != _VALUE_VERSION:
             raise StateError(
-                f"state value of {key!r} is not a version-{_VALUE_VERSION} {kind} value"
+                f"state value of {key!r} has format version {version}; this engine reads only "
+                f"version {_VALUE_VERSION}: rebuild the state (new changelog topic or replay)"
             )
         if fingerprint != self.fingerprint:
             raise StateError(f"state value of {key!r} was written with other feature settings")
@@ -239,7 +244,7 @@ class FeatureEngine:
             self.cards[ident] = bytearray(body)
         else:
             try:
-                self.merchants[ident] = self._merchant.loads(body)
+                self.merchants[ident] = self._merchant.loads(body, merchant_hash(ident))
             except (ValueError, struct.error) as exc:
                 raise StateError(f"merchant state of {ident!r} is corrupt: {exc}") from exc
 
@@ -282,7 +287,10 @@ class FeatureEngine:
         if magic != SNAPSHOT_MAGIC:
             raise StateError("not a feature-engine snapshot")
         if version != SNAPSHOT_VERSION:
-            raise StateError(f"feature snapshot version {version} is not {SNAPSHOT_VERSION}")
+            raise StateError(
+                f"feature snapshot has format version {version}; this engine reads only "
+                f"version {SNAPSHOT_VERSION}"
+            )
         if fingerprint != eng.fingerprint:
             raise StateError("feature snapshot was written with other feature settings")
         at = _SNAP_HEADER.size + _CRC.size

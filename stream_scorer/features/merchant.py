@@ -10,6 +10,12 @@ so it knows every folded label. Until then the label waits in ``pending`` and ea
 it exactly. A *late* event (older than ``latest - grace``) reads its windows as of ``latest -
 grace`` like every feature, but for labels only the ring buckets before its own event time's
 bucket: whatever became known at or after its real time stays hidden.
+
+Merchants are few and busy, so each window keeps a cache (not part of the durable state): the
+count and sum of the window's buckets before the head bucket, computed once per head. An event in
+the head bucket reads cache + head bucket; an older event, or a label folded into the ring, drops
+the cache of the windows it writes into. A restored merchant recomputes it from the same buckets,
+so it continues bit for bit.
 """
 
 from __future__ import annotations
@@ -28,9 +34,20 @@ _HEADER = struct.Struct("<ddI")
 class MerchantState:
     """One merchant's windows (count, amount sum per bucket) and its label ring and queue."""
 
-    __slots__ = ("counts", "frauds", "labels", "max_ts", "pending", "seen_ts", "sums")
+    __slots__ = (
+        "cache",
+        "cache_heads",
+        "counts",
+        "frauds",
+        "labels",
+        "max_ts",
+        "mhash",
+        "pending",
+        "seen_ts",
+        "sums",
+    )
 
-    def __init__(self, n_buckets: int, n_risk: int) -> None:
+    def __init__(self, n_buckets: int, n_risk: int, n_levels: int, mhash: int) -> None:
         self.max_ts = -math.inf
         self.seen_ts = -math.inf
         self.counts = array("d", bytes(8 * n_buckets))
@@ -38,6 +55,11 @@ class MerchantState:
         self.labels = array("d", bytes(8 * n_risk))
         self.frauds = array("d", bytes(8 * n_risk))
         self.pending: list[tuple[float, bool]] = []
+        self.mhash = mhash  # merchant_hash() of its id, for the cards' merchant memory
+        # Per window, then for the risk ring: the head bucket the cache is for (-1: none), and
+        # the count and sum (labels and frauds) of the window's buckets before it.
+        self.cache_heads = [-1] * (n_levels + 1)
+        self.cache = [0.0] * (2 * (n_levels + 1))
 
 
 class MerchantLayout:
@@ -53,32 +75,35 @@ class MerchantLayout:
         )
         self.prior_frauds = settings.merchant_risk_prior_rate * settings.merchant_risk_prior_weight
         self.prior_weight = settings.merchant_risk_prior_weight
-        self._zeros = memoryview(array("d", bytes(8 * max(self.n_buckets, self.risk.slots))))
+        self._zeros = array("d", bytes(8 * max(self.n_buckets, self.risk.slots)))
         self.horizon_s = (
             max(max(lv.width_s for lv in self.levels), self.risk.width_s) + self.grace_s
         )
         self._level_params = tuple(
             (
+                j,
                 lv.bucket_s,
                 lv.span,
                 lv.slots,
                 lv.offset,
+                lv.offset + lv.slots,
                 f"merchant_{lv.name}_log_count",
                 f"merchant_{lv.name}_log_mean",
             )
-            for lv in self.levels
+            for j, lv in enumerate(self.levels)
         )
+        self._risk_cache = len(self.levels)
 
     def describe(self) -> str:
         """A string that changes whenever the layout does (it is part of the state fingerprint)."""
         lv = ",".join(
             f"{x.name}:{x.width_s:g}/{x.bucket_s:g}x{x.slots}" for x in (*self.levels, self.risk)
         )
-        return f"merchant1[{lv}]"
+        return f"merchant2[{lv}]"
 
-    def new(self) -> MerchantState:
-        """The state of a merchant never seen."""
-        return MerchantState(self.n_buckets, self.risk.slots)
+    def new(self, mhash: int) -> MerchantState:
+        """The state of a merchant never seen (``mhash``: :func:`.card.merchant_hash` of its id)."""
+        return MerchantState(self.n_buckets, self.risk.slots, len(self.levels), mhash)
 
     def update(self, m: MerchantState, amount: float, ts: float, x: dict[str, float]) -> bool:
         """Write the merchant's features of this event into ``x``, fold it in; True if late."""
@@ -92,44 +117,43 @@ class MerchantLayout:
             if ts < floor_ts:
                 ts, late = floor_ts, True
             new_max = ts if ts > max_ts else max_ts
-        counts, sums = memoryview(m.counts), memoryview(m.sums)
-        zeros = self._zeros
-        for bucket_s, span, slots, off, count_name, mean_name in self._level_params:
+        counts, sums, heads, cache = m.counts, m.sums, m.cache_heads, m.cache
+        for j, bucket_s, span, slots, off, end, count_name, mean_name in self._level_params:
             k = int(ts // bucket_s)
-            head, new_head = int(max_ts // bucket_s), int(new_max // bucket_s)
-            if new_head > head:
-                for a, b in clear_ranges(head, new_head, slots):
-                    counts[off + a : off + b] = zeros[: b - a]
-                    sums[off + a : off + b] = zeros[: b - a]
-            s0, s1 = off + (k - span + 1) % slots, off + k % slots
-            if s0 <= s1:
-                c = sum(counts[s0 : s1 + 1])
-                s = sum(sums[s0 : s1 + 1])
-            else:
-                end = off + slots
-                c = sum(counts[s0:end]) + sum(counts[off : s1 + 1])
-                s = sum(sums[s0:end]) + sum(sums[off : s1 + 1])
+            head = int(max_ts // bucket_s)
+            s1 = off + k % slots
+            if k > head:
+                self._clear(counts, sums, off, head, k, slots)
+            if k >= head:  # the head bucket: the cached buckets before it, then the head
+                if heads[j] != k:
+                    heads[j] = k
+                    cache[2 * j], cache[2 * j + 1] = _window(
+                        counts, sums, off, end, slots, k - span + 1, k - 1
+                    )
+                c = cache[2 * j] + counts[s1]
+                s = cache[2 * j + 1] + sums[s1]
+            else:  # an older bucket, within the ring: read it whole; the write spoils the cache
+                lo = max(k - span + 1, head - slots + 1)
+                c, s = _window(counts, sums, off, end, slots, lo, k)
+                heads[j] = -1
             x[count_name] = math.log1p(c)
             x[mean_name] = math.log1p(s / c) if c else 0.0
-            m.counts[s1] += 1.0
-            m.sums[s1] += amount
+            counts[s1] += 1.0
+            sums[s1] += amount
 
         # Labels: move the ring on, fold the labels the clock has now passed, then read.
         risk = self.risk
         bucket_s, slots = risk.bucket_s, risk.slots
-        labels, frauds = memoryview(m.labels), memoryview(m.frauds)
+        labels, frauds = m.labels, m.frauds
         head, new_head = int(max_ts // bucket_s), int(new_max // bucket_s)
         if new_head > head:
-            for a, b in clear_ranges(head, new_head, slots):
-                labels[a:b] = zeros[: b - a]
-                frauds[a:b] = zeros[: b - a]
+            self._clear(labels, frauds, 0, head, new_head, slots)
         m.max_ts = new_max
         if new_max > m.seen_ts:
             m.seen_ts = new_max
         n_labels = n_frauds = 0.0
         k = int(ts // bucket_s)
         lo = k - risk.span + 1
-        hi = int(raw_ts // bucket_s) - 1 if late else k
         if m.pending:
             settled = new_max - self.grace_s
             keep = []
@@ -142,17 +166,32 @@ class MerchantLayout:
                         n_labels += 1.0
                         n_frauds += is_fraud
             m.pending = keep
-        if hi >= lo:
-            s0, s1 = lo % slots, hi % slots
-            if s0 <= s1:
-                n_labels += sum(labels[s0 : s1 + 1])
-                n_frauds += sum(frauds[s0 : s1 + 1])
-            else:
-                n_labels += sum(labels[s0:]) + sum(labels[: s1 + 1])
-                n_frauds += sum(frauds[s0:]) + sum(frauds[: s1 + 1])
+        if late:
+            ol, of = _window(labels, frauds, 0, slots, slots, lo, int(raw_ts // bucket_s) - 1)
+        elif k == new_head:
+            j = self._risk_cache
+            if heads[j] != k:
+                heads[j] = k
+                cache[2 * j], cache[2 * j + 1] = _window(labels, frauds, 0, slots, slots, lo, k - 1)
+            i = k % slots
+            ol = cache[2 * j] + labels[i]
+            of = cache[2 * j + 1] + frauds[i]
+        else:
+            ol, of = _window(labels, frauds, 0, slots, slots, lo, k)
+        n_labels += ol
+        n_frauds += of
         x["merchant_risk_rate"] = (n_frauds + self.prior_frauds) / (n_labels + self.prior_weight)
         x["merchant_risk_log_labels"] = math.log1p(n_labels)
         return late
+
+    def _clear(
+        self, a: array[float], b: array[float], off: int, head: int, k: int, slots: int
+    ) -> None:
+        """Empty the slots of the ring at ``off`` in ``a``, ``b`` reused from ``head`` to ``k``."""
+        zeros = self._zeros
+        for lo, hi in clear_ranges(head, k, slots):
+            a[off + lo : off + hi] = zeros[: hi - lo]
+            b[off + lo : off + hi] = zeros[: hi - lo]
 
     def observe_label(self, m: MerchantState, is_fraud: bool, label_ts: float) -> None:
         """Record a label known from ``label_ts`` on: folded if settled, else queued."""
@@ -168,6 +207,7 @@ class MerchantLayout:
         risk = self.risk
         k = int(label_ts // risk.bucket_s)
         if k > int(m.max_ts // risk.bucket_s) - risk.slots:
+            m.cache_heads[self._risk_cache] = -1
             i = k % risk.slots
             m.labels[i] += 1.0
             if is_fraud:
@@ -189,14 +229,14 @@ class MerchantLayout:
             )
         )
 
-    def loads(self, data: bytes | memoryview) -> MerchantState:
+    def loads(self, data: bytes | memoryview, mhash: int) -> MerchantState:
         """The inverse of :meth:`dumps`; raises ``ValueError`` when the bytes do not fit."""
         max_ts, seen_ts, n_pending = _HEADER.unpack_from(data, 0)
         nb, nr = 8 * self.n_buckets, 8 * self.risk.slots
         at = _HEADER.size
         if len(data) != at + 2 * nb + 2 * nr + 9 * n_pending:
             raise ValueError("merchant state of the wrong size")
-        m = MerchantState(0, 0)
+        m = MerchantState(0, 0, len(self.levels), mhash)
         m.max_ts, m.seen_ts = max_ts, seen_ts
         for name, size in (("counts", nb), ("sums", nb), ("labels", nr), ("frauds", nr)):
             a = array("d")
@@ -208,3 +248,15 @@ class MerchantLayout:
         flags = data[at + 8 * n_pending :]
         m.pending = [(t, bool(f)) for t, f in zip(lts, flags, strict=True)]
         return m
+
+
+def _window(
+    a: array[float], b: array[float], off: int, end: int, slots: int, lo: int, hi: int
+) -> tuple[float, float]:
+    """Sums of ``a`` and ``b`` over the buckets ``lo .. hi`` of the ring in ``[off, end)``."""
+    if hi < lo:
+        return 0.0, 0.0
+    s0, s1 = off + lo % slots, off + hi % slots
+    if s0 <= s1:
+        return sum(a[s0 : s1 + 1]), sum(b[s0 : s1 + 1])
+    return sum(a[s0:end]) + sum(a[off : s1 + 1]), sum(b[s0:end]) + sum(b[off : s1 + 1])

@@ -15,11 +15,11 @@ class FeatureSettings(BaseModel):
 
     Why a 5-minute grace: one card's events come out of order by seconds to a minute (producer
     retries, several acquirers or regions, a rebalance replaying a partition); five minutes
-    covers that with room to spare and costs 6 more ring slots per card (60 bytes: the 10-minute
-    window keeps 16 one-minute buckets instead of 11, the hour 14 instead of 13); the maximum,
-    one hour, would cost 1548 bytes a card. Later events (offline terminals, batch uploads hours
-    late) are rare and no grace short of a day would cover them: they are counted in
-    ``late_events`` and folded in at ``latest - grace`` rather than dropped.
+    covers that with room to spare and costs 8 more ring slots per card than no grace (80 bytes:
+    the 10-minute window keeps 15 one-minute buckets instead of 10, the others one more); the
+    maximum, one hour, would make a card 1480 bytes instead of 820. Later events (offline
+    terminals, batch uploads hours late) are rare and no grace short of a day would cover them:
+    they are counted in ``late_events`` and folded in at ``latest - grace`` rather than dropped.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -62,7 +62,7 @@ class FeatureSettings(BaseModel):
         le=255,
         description=(
             "Merchants a card remembers (for novelty and distinct counts); beyond that the least "
-            "recently seen one is forgotten. Each slot costs 12 bytes per card."
+            "recently seen one is forgotten. Each slot costs 9 bytes per card."
         ),
     )
     evict_interval_s: float = Field(

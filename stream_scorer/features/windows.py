@@ -4,7 +4,8 @@ A window of width ``W`` with buckets of ``b`` seconds, read at event time ``t``,
 ``W / b`` buckets ending with the bucket of ``t`` (a "sawtooth" window: between ``W - b`` and ``W``
 seconds of history, plus the part of ``t``'s own bucket already seen). A ring keeps enough older
 buckets that an event trailing the entity's latest time by up to the grace still reads its whole
-window: ``W / b + floor(grace / b) + 1`` slots.
+window: ``W / b + ceil(grace / b)`` slots (the bucket of ``latest - grace`` is at most
+``ceil(grace / b)`` before the bucket of ``latest``).
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ def make_levels(specs: tuple[tuple[str, float, float], ...], grace_s: float) -> 
             raise ValueError(
                 f"window {name}: {width_s} s is not a whole number of {bucket_s} s buckets"
             )
-        slots = span + math.floor(grace_s / bucket_s) + 1
+        slots = span + math.ceil(grace_s / bucket_s)
         levels.append(Level(name, float(width_s), float(bucket_s), span, slots, offset))
         offset += slots
     return tuple(levels)

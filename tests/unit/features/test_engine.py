@@ -123,3 +123,29 @@ def test_the_readme_table_lists_every_feature() -> None:
     table = markdown_table()
     assert all(f"| `{name}` |" in table for name in FeatureEngine.names)
     assert len(table.splitlines()) == len(FeatureEngine.names) + 2
+
+
+def test_merchant_memory_keeps_the_hour_before_across_long_gaps() -> None:
+    """The hour seen before a merchant's latest is kept as a one-byte age: an event in the hour
+    before the latest still finds it, and an age beyond 255 hours reads as none, as the reference
+    (which keeps every event) says."""
+    from tests.unit.features.reference import reference_features
+    from tests.unit.features.strategies import run
+    from tests.unit.features.test_engine_reference import assert_same
+
+    h = 3_600.0
+    stream: list[tuple[Any, ...]] = [
+        ("txn", "c", "a", 10.0, T0 + 10),
+        ("txn", "c", "a", 11.0, T0 + 300 * h + 10),  # 300 h later: the hour before is too old
+        ("txn", "c", "b", 12.0, T0 + 300 * h + 50),
+        ("txn", "c", "a", 13.0, T0 + 300 * h - 60),  # the hour before a's latest, within grace
+        ("txn", "c", "a", 14.0, T0 + 302 * h + 10),  # two hours on: the hour before is kept
+        ("txn", "c", "b", 15.0, T0 + 302 * h + 20),
+        ("txn", "c", "a", 16.0, T0 + 302 * h - 100),  # sees a at hour 300 through the age
+        ("txn", "c", "c", 17.0, T0 + 302 * h - 200),
+    ]
+    fs = FeatureSettings(grace_s=3_600)
+    got = run(FeatureEngine(fs), stream)
+    want, _ = reference_features(stream, fs)
+    assert_same(got, want, stream)
+    assert got[3]["card_merchant_new"] == 1.0 and got[6]["card_merchant_new"] == 0.0

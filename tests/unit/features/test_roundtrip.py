@@ -146,3 +146,23 @@ def test_bad_changelog_values_are_refused() -> None:
     assert fresh.dump_key("c:c1") == card and fresh.dump_key("m:m1") == merchant
     fresh.load_key("c:c1", None)
     assert fresh.dump_key("c:c1") is None and fresh.n_entities() == 1
+
+
+def test_state_of_an_older_format_version_is_refused_by_name() -> None:
+    """A card or merchant written by an engine with another byte layout is never mis-read: the
+    value header and the snapshot header carry the format version, checked before anything else."""
+    import struct
+
+    from stream_scorer.features.engine import SNAPSHOT_VERSION
+
+    eng = _busy_engine()
+    card = eng.dump_key("c:c1")
+    assert card is not None
+    old = bytearray(card)
+    old[1] = SNAPSHOT_VERSION - 1  # the value header: kind, format version, fingerprint
+    with pytest.raises(StateError, match=f"format version {SNAPSHOT_VERSION - 1}"):
+        FeatureEngine().load_key("c:c1", bytes(old))
+    snap = bytearray(eng.snapshot())
+    struct.pack_into("<H", snap, 4, SNAPSHOT_VERSION - 1)  # after the magic
+    with pytest.raises(StateError, match=f"format version {SNAPSHOT_VERSION - 1}"):
+        FeatureEngine.restore(bytes(snap))
