@@ -6,13 +6,15 @@ measures the code that runs in production. Per event, in the order correctness n
 1. :meth:`Scorer.advance` to the event's time: inline labels whose delay has passed are learned
    first (they were known before this event), and pending entries past their age are dropped;
 2. the feature engine computes the event's features from state *before* the event, then folds it in;
-3. the champion scores (probability and reason codes), the challenger scores in shadow;
+3. the champion scores (probability and reason codes), the challenger scores in shadow (a
+   logistic challenger that shares the champion's scaler has ``x`` scaled once for both);
 4. the transaction is remembered in the partition's pending store with the features it was
    scored on, or, for an inline label without delay, learned at once: after its score, so a
    score never reflects its own label.
 
-A label (:meth:`Scorer.apply_label`) teaches champion and challenger the *stored* features, then
-tells the feature engine (merchant fraud rates and the like) if the engine listens for labels.
+A label (:meth:`Scorer.apply_label`) teaches champion and challenger the *stored* features (a
+shared scaler learns once), then tells the feature engine (merchant fraud rates and the like) if
+the engine listens for labels.
 Only the champion decides the band. Nothing here imports Kafka.
 """
 
@@ -129,6 +131,9 @@ class Scorer:
         if challenger is None and with_challenger:
             challenger = make_challenger(s.challenger)
         self.challenger = challenger
+        if isinstance(challenger, OnlineLogit):
+            # Equal scalers that see the same features stay equal: learn one for both.
+            self.champion.share_scaling(challenger)
         self.partitions: dict[int, PartitionState] = {}
         self.stats = ScorerStats()
         self.label_delay_s = s.label_delay_s
@@ -221,10 +226,20 @@ class Scorer:
         st = self.partitions.get(partition) or self.partition(partition)
         ts = txn.event_time.timestamp()
         if ts > st.watermark:
-            self.advance(ts, partition)
+            st.watermark = ts
+            due = st.due
+            if (due and due[0][0] <= ts) or ts - st.last_sweep >= EVICT_EVERY_S:
+                self.advance(ts, partition)  # labels due or a sweep: seldom, so not called per event
         x = st.engine.update(txn)
         champion, challenger = self.champion, self.challenger
-        p, reasons = champion.score(x)
+        scaling = champion.scaling
+        if isinstance(challenger, OnlineLogit) and challenger.scaling is scaling:
+            scaled = scaling.transform(x)  # once for both (see OnlineLogit.share_scaling)
+            p, reasons = champion.score_scaled(x, scaled)
+            q: float | None = challenger.score_scaled(x, scaled)[0]
+        else:
+            p, reasons = champion.score(x)
+            q = challenger.score(x)[0] if challenger is not None else None
         record: dict[str, Any] = {
             "schema_version": SCHEMA_VERSION,
             "transaction_id": txn.transaction_id,
@@ -235,7 +250,7 @@ class Scorer:
             "model_version": champion.version,
             "latency_ms": 0.0,
             "reason_codes": [{"feature": n, "contribution": c} for n, c in reasons],
-            "challenger_score": challenger.score(x)[0] if challenger is not None else None,
+            "challenger_score": q,
             "challenger_version": challenger.version if challenger is not None else None,
             "label": txn.is_fraud,
             "features": x if self._with_features else None,
@@ -306,9 +321,16 @@ class Scorer:
         label_ts: float,
     ) -> None:
         if not self.frozen:
-            self.champion.learn(x, y)
-            if self.challenger is not None:
-                self.challenger.learn(x, y)
+            champion, challenger = self.champion, self.challenger
+            scaling = champion.scaling
+            if isinstance(challenger, OnlineLogit) and challenger.scaling is scaling:
+                scaled = scaling.learn(x)  # once for both (see OnlineLogit.share_scaling)
+                champion.learn_scaled(x, scaled, y)
+                challenger.learn_scaled(x, scaled, y)
+            else:
+                champion.learn(x, y)
+                if challenger is not None:
+                    challenger.learn(x, y)
             self.stats.learned += 1
         observe = getattr(st.engine, "observe_label", None)
         if observe is not None:

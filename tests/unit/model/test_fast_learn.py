@@ -1,0 +1,211 @@
+"""The fast learn path and the shared scaling: equal to River's own ``pipeline.learn_one``."""
+
+from __future__ import annotations
+
+import random
+
+import orjson
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from river import compose, linear_model, optim, preprocessing
+
+from stream_scorer.model import checkpoint
+from stream_scorer.model.logistic import OnlineLogit
+from stream_scorer.model.scaling import Scaling
+from stream_scorer.model.settings import ChallengerSettings, ModelSettings, ScorerSettings
+from stream_scorer.pipeline import Scorer, make_challenger
+from tests.unit.model.engines import ToyFeatures
+
+TOL = {"rel": 1e-9, "abs": 1e-12}
+
+
+def river_pipeline(s: ModelSettings) -> compose.Pipeline:
+    return compose.Pipeline(
+        preprocessing.StandardScaler(),
+        linear_model.LogisticRegression(
+            optim.SGD(s.learning_rate),
+            l2=s.l2,
+            intercept_lr=s.intercept_lr,
+            intercept_init=s.intercept_init,
+        ),
+    )
+
+
+def assert_same_state(m: OnlineLogit, reference: compose.Pipeline) -> None:
+    """Scaler statistics, weights (and their order), intercept and step count alike."""
+    sc, lr = reference.steps["StandardScaler"], reference.steps["LogisticRegression"]
+    assert dict(m.scaler.counts) == dict(sc.counts)
+    for ours, theirs in ((m.scaler.means, sc.means), (m.scaler.vars, sc.vars)):
+        assert list(ours) == list(theirs)
+        assert list(ours.values()) == pytest.approx(list(theirs.values()), **TOL)
+    theirs_w = lr._weights.to_dict()
+    assert list(m.logit._weights.to_dict()) == list(theirs_w)
+    assert list(m.logit._weights.to_dict().values()) == pytest.approx(list(theirs_w.values()), **TOL)
+    assert m.logit.intercept == pytest.approx(lr.intercept, **TOL)
+    assert m.logit.optimizer.n_iterations == lr.optimizer.n_iterations
+
+
+def messy_stream(seed: int, n: int) -> list[tuple[dict[str, float], bool, float]]:
+    """(x, y, sample weight): features in any order, missing, appearing late, constant (no
+    variance), of very different scales, values exactly at the mean; about 8% positives."""
+    rng = random.Random(seed)
+    names = [f"f{i}" for i in range(10)]
+    out = []
+    for t in range(n):
+        x: dict[str, float] = {}
+        order = names[:]
+        rng.shuffle(order)
+        for name in order[: rng.randint(0, len(order))]:
+            if name == "f0":
+                x[name] = 3.0  # never varies
+            elif name == "f1":
+                x[name] = rng.gauss(0.0, 1.0) * 1e4
+            elif name == "f2" and t < n // 2:
+                continue  # appears half way
+            elif name == "f3":
+                x[name] = float(rng.randint(0, 2))  # often at its mean
+            else:
+                x[name] = rng.gauss(1.0, 2.0)
+        if t == n // 3:
+            x["once"] = 5.0
+        y = rng.random() < 0.08
+        out.append((x, y, rng.choice([1.0, 1.0, 0.5, 3.0])))
+    return out
+
+
+@pytest.mark.parametrize(
+    "s",
+    [
+        ModelSettings(),
+        ModelSettings(learning_rate=0.3, l2=0.01, intercept_lr=0.05),
+        ModelSettings(imbalance="weight", weight_cap=50, l2=0.001),
+        ModelSettings(learning_rate=5.0, intercept_lr=0.0, intercept_init=0.0),
+    ],
+    ids=["default", "l2", "weighted", "steep"],
+)
+def test_fast_learn_equals_river_learn_one(s):
+    m, reference = OnlineLogit(s), river_pipeline(s)
+    for i, (x, y, w) in enumerate(messy_stream(7, 4_000)):
+        p = m.score(x)[0]
+        assert p == pytest.approx(reference.predict_proba_one(x)[True], **TOL)
+        assert p == pytest.approx(m.pipeline.predict_proba_one(x)[True], **TOL)
+        reference.learn_one(x, y, w=w * m.class_weight(y))  # the class weight as learn() reads it
+        m.learn(x, y, weight=w)
+        if i % 500 == 0:
+            assert_same_state(m, reference)
+    assert_same_state(m, reference)
+
+
+feature_dicts = st.dictionaries(
+    st.sampled_from(["a", "b", "c", "d", "e"]),
+    st.one_of(st.floats(-1e6, 1e6, allow_nan=False), st.sampled_from([0.0, 1.0])),
+    max_size=5,
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(st.tuples(feature_dicts, st.booleans(), st.sampled_from([1.0, 0.25, 4.0])), max_size=60),
+    st.sampled_from([0.0, 0.1]),
+    st.sampled_from(["none", "weight"]),
+)
+def test_fast_learn_equals_river_on_any_stream(events, l2, imbalance):
+    s = ModelSettings(l2=l2, imbalance=imbalance, learning_rate=0.5)
+    m, reference = OnlineLogit(s), river_pipeline(s)
+    for x, y, w in events:
+        reference.learn_one(x, y, w=w * m.class_weight(y))
+        m.learn(x, y, weight=w)
+        assert m.score(x)[0] == pytest.approx(reference.predict_proba_one(x)[True], **TOL)
+    assert_same_state(m, reference)
+
+
+def test_scaling_learn_returns_what_transform_one_gives():
+    s = Scaling()
+    for x, _, _ in messy_stream(3, 1_000):
+        scaled = s.learn(x)
+        assert scaled == pytest.approx(list(s.scaler.transform_one(x).values()), **TOL)
+        again = s.transform(x)
+        assert [v if v is not None else 0.0 for v in again] == scaled
+        assert s.std == {k: v**0.5 for k, v in s.scaler.vars.items()}
+
+
+def test_score_scaled_equals_score(stream):
+    m = OnlineLogit(ModelSettings(), n_reasons=3)
+    for x, y in stream[:1_500]:
+        m.learn(x, y)
+    for x, _, _ in messy_stream(5, 300):
+        m.learn(x, False)
+    xs = [x for x, _ in stream[1_500:]] + [x for x, _, _ in messy_stream(6, 300)]
+    for x in xs:
+        assert m.score_scaled(x, m.scaling.transform(x)) == m.score(x)
+
+
+def test_resync_after_river_learned_the_model_directly(stream):
+    m = OnlineLogit(ModelSettings())
+    for x, y in stream[:300]:
+        m.pipeline.learn_one(x, y)  # River's own path, behind the model's back
+    m.resync()
+    reference = river_pipeline(ModelSettings())
+    for x, y in stream[:300]:
+        reference.learn_one(x, y)
+    for x, y in stream[300:900]:
+        assert m.score(x)[0] == pytest.approx(reference.predict_proba_one(x)[True], **TOL)
+        m.learn(x, y)
+        reference.learn_one(x, y)
+    assert_same_state(m, reference)
+
+
+# -- shared scaling ------------------------------------------------------------------------------
+
+
+def test_scorer_with_shared_scaling_equals_models_learning_apart(transactions):
+    s = Scorer(ScorerSettings(), ToyFeatures)
+    assert s.challenger is not None and s.challenger.scaling is s.champion.scaling
+    champion = OnlineLogit(ModelSettings(), n_reasons=3)
+    challenger = make_challenger(ChallengerSettings())
+    assert isinstance(challenger, OnlineLogit)
+    engine = ToyFeatures()
+    for t in transactions:
+        x = engine.update(t)
+        r = s.score(t)
+        p, reasons = champion.score(x)
+        assert r["score"] == p
+        assert r["reason_codes"] == [{"feature": n, "contribution": c} for n, c in reasons]
+        assert r["challenger_score"] == challenger.score(x)[0]
+        champion.learn(x, bool(t.is_fraud))
+        challenger.learn(x, bool(t.is_fraud))
+    assert s.champion.state() == champion.state()
+    assert s.challenger.state() == challenger.state()  # each saves the (shared) scaler
+
+
+def test_a_model_that_learns_alone_takes_its_own_copy(stream):
+    a, b = OnlineLogit(ModelSettings()), OnlineLogit(ModelSettings(learning_rate=0.05))
+    assert a.share_scaling(b) and a.scaling is b.scaling and a.scaling.owners == 2
+    a.learn(*stream[0])
+    assert a.scaling is not b.scaling and a.scaling.owners == b.scaling.owners == 1
+    assert dict(b.scaler.counts) == {} and b.pipeline.steps["StandardScaler"] is b.scaler
+    assert a.pipeline.steps["StandardScaler"] is a.scaler
+    assert not a.share_scaling(b)  # no longer equal
+
+
+def test_after_a_checkpoint_the_pair_shares_again_only_if_equal(tmp_path, transactions):
+    key = b"k" * 32
+    s = Scorer(ScorerSettings(), ToyFeatures)
+    for t in transactions[:1_000]:
+        s.score(t)
+    path = tmp_path / "m.ckpt"
+    checkpoint.save(path, s.champion, s.challenger, key)
+    ck = checkpoint.load(path, key)
+    assert isinstance(ck.challenger, OnlineLogit)
+    assert ck.champion.state() == orjson.loads(orjson.dumps(s.champion.state()))
+    s2 = Scorer(ScorerSettings(), ToyFeatures, champion=ck.champion, challenger=ck.challenger)
+    assert s2.challenger is not None and s2.challenger.scaling is s2.champion.scaling
+    # A challenger trained on something else keeps its own scaler.
+    other = OnlineLogit(ModelSettings(name="other"), n_reasons=0)
+    other.learn({"log_amount": 1.0}, False)
+    s3 = Scorer(ScorerSettings(), ToyFeatures, champion=OnlineLogit(ModelSettings()), challenger=other)
+    assert s3.challenger is not None and s3.challenger.scaling is not s3.champion.scaling
+    for t in transactions[1_000:1_200]:
+        s3.score(t)
+    assert s3.challenger.n_learned == 201 and s3.champion.n_learned == 200
