@@ -114,9 +114,9 @@ class Settings(BaseSettings):
     create_topics: bool = Field(True, description="Create missing topics at start.")
     batch_size: int = Field(500, ge=1, le=100_000, description="Most records consumed per batch.")
     commit_interval_s: float = Field(
-        0.5, gt=0, le=60,
-        description="Longest a commit may wait while full batches keep coming (a backlog); once caught up, "
-        "each batch commits at once.",
+        0.1, gt=0, le=60,
+        description="Least time between commits: outputs become visible at most this late after a quiet "
+        "spell's first record, and a busy stream costs at most 1/this transactions per second.",
     )
     poll_timeout_s: float = Field(
         0.05, gt=0, le=60,

@@ -18,9 +18,10 @@ Per batch, in the order correctness needs (exactly-once, the default):
 5. if the transaction had to abort, the in-memory state is rebuilt from the changelog and the
    consumer goes back to the committed offsets, so the records are scored again, once.
 
-Steps 3-5 run when the worker has caught up (a batch came back short) or, while full batches keep
-coming, every ``commit_interval_s``: a backlog is worked through in a few large transactions, and
-a key changed by many batches is logged once. A rebalance commits first; lost partitions abort.
+Steps 3-5 run at most every ``commit_interval_s`` (as Kafka Streams' ``commit.interval.ms``): a
+record after a quiet spell commits at once; a busy stream or a backlog is committed in a bounded
+number of transactions, whatever its batches, and a key changed by several batches is logged once.
+A rebalance commits first; lost partitions abort.
 
 With ``processing_guarantee=at_least_once`` (clusters without transactions), step 4 is: flush the
 producer and commit the offsets only when every record was acknowledged.
@@ -160,6 +161,7 @@ class Worker:
         self._open_since: float | None = None
         """When the open commit unit began (None: everything processed is committed)."""
         self._open_batches = 0
+        self._last_commit = time.monotonic()
         self._txn = DeadlineCaller("txn")
         self._abandoned: list[Producer | Consumer] = []
         self._lost_at: float | None = None
@@ -306,7 +308,7 @@ class Worker:
                 msgs = self._next_batch()
                 if msgs:
                     self.process_batch(msgs)
-                elif self._open_since is not None:
+                elif self._open_since is not None and self._commit_due():
                     self._commit()
                 self._housekeeping()
             if self._open_since is not None:
@@ -323,11 +325,13 @@ class Worker:
         record would wait out the timeout. Instead take what is there; if nothing is, wait for
         the first record only, then take what came with it.
         """
-        consumer, n = self._consumer, self.settings.batch_size
+        consumer, n, wait = self._consumer, self.settings.batch_size, self.settings.poll_timeout_s
         assert consumer is not None
         msgs: list[Message] = consumer.consume(n, 0)
         if not msgs:
-            msgs = consumer.consume(1, self.settings.poll_timeout_s)
+            if self._open_since is not None:  # wake up in time for the commit
+                wait = min(wait, max(0.0, self._last_commit + self.settings.commit_interval_s - time.monotonic()))
+            msgs = consumer.consume(1, wait)
             if msgs and n > 1:
                 msgs += consumer.consume(n - 1, 0)
         return msgs
@@ -518,12 +522,15 @@ class Worker:
             m.labels.labels("applied").inc(applied)
             m.labels.labels("unmatched").inc(labels - applied)
         m.latency.observe(time.perf_counter() - t0)
-        # A full batch means more is waiting: keep the commit unit open (up to the commit interval)
-        # and commit several batches at once. A short batch means the worker caught up: commit now,
-        # so light traffic is never held back.
-        if len(msgs) < s.batch_size or time.monotonic() - self._open_since >= s.commit_interval_s:
+        if self._commit_due():
             self._commit()
         m.batch_seconds.observe(time.perf_counter() - t0)
+
+    def _commit_due(self) -> bool:
+        """Commits are at least ``commit_interval_s`` apart: a record that comes after a quiet
+        spell commits at once, and a busy stream costs the cluster a bounded number of
+        transactions, however its records are spread over batches."""
+        return time.monotonic() - self._last_commit >= self.settings.commit_interval_s
 
     def _commit(self) -> None:
         """Steps 3-4 for every batch since the last commit: the state they changed, one changelog
@@ -552,6 +559,7 @@ class Worker:
             self._commit_transaction(offsets)
         else:
             self._flush_and_commit(offsets)
+        self._last_commit = time.monotonic()
         if st.aborts > aborts:
             m.aborts.inc()
         else:

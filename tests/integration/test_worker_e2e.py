@@ -122,14 +122,14 @@ def test_restarted_worker_resumes_from_committed_offsets(make_settings):
 
 @pytest.mark.parametrize("guarantee", ["exactly_once", "at_least_once"])
 def test_a_backlog_commits_several_batches_at_once_and_each_key_once(make_settings, guarantee):
-    settings = make_settings(batch_size=100, commit_interval_s=30.0, processing_guarantee=guarantee)
+    settings = make_settings(batch_size=100, commit_interval_s=1.0, processing_guarantee=guarantee)
     events = _recent(4_000, seed=8)
     produce_events(settings, events)
     w = WorkerThread(settings).start()
     w.wait_scored(4_000)
     w.stop()
     st = w.worker.stats
-    # Full batches kept the commit open; far fewer commits than batches.
+    # Commits are spaced in time, not per batch: far fewer commits than batches.
     assert st.batches >= 40 and st.commits < st.batches / 4, st
     # A card changed by several batches of one commit is logged once, not once per batch.
     cards = {e["card_id"] for e in events}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from stream_scorer.config import load_settings
@@ -52,3 +53,19 @@ def test_with_nothing_waiting_it_waits_for_one_record_then_takes_what_came_with_
     c.arriving = []
     assert w._next_batch() == []
     assert c.calls == [(100, 0), (1, 0.5)]
+
+
+def test_with_a_commit_open_it_waits_no_longer_than_until_the_commit_is_due():
+    c = ArrivingRecords(waiting=0, arriving=0)
+    w = _worker(c, batch_size=100)
+    w.settings = w.settings.model_copy(update={"commit_interval_s": 0.2})
+    w._open_since = w._last_commit = time.monotonic()
+    assert not w._commit_due()
+    assert w._next_batch() == []
+    (_, first), (_, wait) = c.calls
+    assert first == 0 and 0.1 < wait <= 0.2, c.calls
+    w._last_commit -= 0.2
+    assert w._commit_due()
+    c.calls.clear()
+    w._next_batch()
+    assert c.calls == [(100, 0), (1, 0.0)]
