@@ -158,9 +158,8 @@ class Worker:
         self._cluster_was_down = False
         self._open_offsets: dict[tuple[str, int], int] = {}
         """Next offsets of the batches processed since the last commit (the open commit unit)."""
-        self._open_since: float | None = None
-        """When the open commit unit began (None: everything processed is committed)."""
         self._open_batches = 0
+        """Batches in the open commit unit (0: everything processed is committed)."""
         self._last_commit = time.monotonic()
         self._txn = DeadlineCaller("txn")
         self._abandoned: list[Producer | Consumer] = []
@@ -267,7 +266,7 @@ class Worker:
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         # Commit what was processed, state included: the new owner restores it from the
         # changelog. A snapshot now makes our own restore quick if the partition comes back.
-        if self._open_since is not None:
+        if self._open_batches:
             self._commit()
         mine = sorted({p.partition for p in partitions if p.topic == self.settings.topics.transactions})
         for p in mine:
@@ -281,7 +280,7 @@ class Worker:
     def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         # Lost, not revoked: another worker may own them already; our state may be stale, and
         # what we processed since the last commit is theirs to redo.
-        if self._open_since is not None:
+        if self._open_batches:
             self._abandon_open()
         for p in {p.partition for p in partitions if p.topic == self.settings.topics.transactions}:
             self.state.drop(p)
@@ -308,10 +307,10 @@ class Worker:
                 msgs = self._next_batch()
                 if msgs:
                     self.process_batch(msgs)
-                elif self._open_since is not None and self._commit_due():
+                elif self._open_batches and self._commit_due():
                     self._commit()
                 self._housekeeping()
-            if self._open_since is not None:
+            if self._open_batches:
                 self._commit()
         finally:
             self._close()
@@ -329,7 +328,7 @@ class Worker:
         assert consumer is not None
         msgs: list[Message] = consumer.consume(n, 0)
         if not msgs:
-            if self._open_since is not None:  # wake up in time for the commit
+            if self._open_batches:  # wake up in time for the commit
                 wait = min(wait, max(0.0, self._last_commit + self.settings.commit_interval_s - time.monotonic()))
             msgs = consumer.consume(1, wait)
             if msgs and n > 1:
@@ -376,7 +375,7 @@ class Worker:
             assert self._consumer is not None
             self._abandoned.append(self._consumer)
             self._new_consumer()
-        if now - self._last_snapshot >= self.settings.snapshot_interval_s and self._open_since is None:
+        if now - self._last_snapshot >= self.settings.snapshot_interval_s and not self._open_batches:
             self._last_snapshot = now
             for p in sorted(self._owned):
                 self._snapshot_quietly(p)
@@ -435,7 +434,7 @@ class Worker:
             self.state.delivered(msg.partition(), msg.offset())  # type: ignore[arg-type,unused-ignore]  # set once delivered
 
     def process_batch(self, msgs: list[Message]) -> None:
-        """Score one batch end to end and commit it (steps 1-5 of the module docstring)."""
+        """Score one batch (steps 1-2 of the module docstring); commit if a commit is due."""
         assert self._producer is not None and self._consumer is not None
         t0 = time.perf_counter()
         now = time.time()
@@ -453,8 +452,7 @@ class Worker:
         scored = dead = labels = applied = 0
         seen_by_partition = self._seen
         dedupe = s.dedupe_window
-        if self._open_since is None:
-            self._open_since = time.monotonic()
+        if not self._open_batches:
             self._failures_in_batch = 0
             if self.eos:
                 producer.begin_transaction()
@@ -547,14 +545,11 @@ class Worker:
                 except BufferError:
                     self._produce_blocking(changelog, state_value, key, cl_delivery, partition=p)
                 n_changes += 1
-        offsets = [TopicPartition(t, p, o) for (t, p), o in self._open_offsets.items()]
         st, m = self.stats, self.metrics
         st.changelog_records += n_changes
         aborts = st.aborts
-        self._open_offsets = {}
-        self._open_since = None
         m.batches_per_commit.observe(self._open_batches)
-        self._open_batches = 0
+        offsets = self._close_unit()
         if self.eos:
             self._commit_transaction(offsets)
         else:
@@ -565,12 +560,17 @@ class Worker:
         else:
             m.commits.inc()
 
+    def _close_unit(self) -> list[TopicPartition]:
+        """End the open commit unit; return its next offsets."""
+        offsets = [TopicPartition(t, p, o) for (t, p), o in self._open_offsets.items()]
+        self._open_offsets = {}
+        self._open_batches = 0
+        return offsets
+
     def _abandon_open(self) -> None:
         """Drop the commit unit without committing it (its partitions were lost): abort the
         transaction; the records' new owner scores them again from the last commit."""
-        self._open_offsets = {}
-        self._open_since = None
-        self._open_batches = 0
+        self._close_unit()
         if self.eos and self._producer is not None:
             producer = self._producer
             try:

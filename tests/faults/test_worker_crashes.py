@@ -8,6 +8,7 @@ import random
 import signal
 import subprocess
 import sys
+import threading
 import time
 from datetime import UTC, datetime, timedelta
 
@@ -30,6 +31,15 @@ CLI = [sys.executable, "-m", "stream_scorer.cli", "run"]
 
 def _events(n: int, seed: int) -> list[dict]:
     return shifted_to(Simulator(seed=seed).take(n), datetime.now(UTC) - timedelta(hours=20))
+
+
+def _produce_paced(settings, events: list[dict], rate: float) -> None:
+    """Produce ``events`` in slices of a tenth of a second's worth, at about ``rate`` per second."""
+    step = max(1, int(rate / 10))
+    t0 = time.monotonic()
+    for i in range(0, len(events), step):
+        produce_events(settings, events[i : i + step])
+        time.sleep(max(0.0, t0 + (i + step) / rate - time.monotonic()))
 
 
 def _assert_exactly_once_with_reference_features(settings, events) -> None:
@@ -78,16 +88,22 @@ def test_sigkill_five_times_mid_stream(make_settings, tmp_path):
 def test_workers_join_and_leave_mid_stream(make_settings):
     settings = make_settings(batch_size=200)
     events = _events(30_000, seed=12)
-    produce_events(settings, events)
+    produce_events(settings, events[:5_000])
     a = WorkerThread(settings.model_copy(update={"instance_id": "a"})).start()
     a.wait_scored(5_000, timeout=180)
+    # The rest of the stream keeps coming (about 1,000 ev/s) while b joins and a leaves.
+    feed = threading.Thread(target=_produce_paced, args=(settings, events[5_000:], 1_000.0), daemon=True)
+    feed.start()
     b = WorkerThread(settings.model_copy(update={"instance_id": "b"})).start()
     deadline = time.monotonic() + 180
-    while committed_total(settings) < 15_000:
-        assert time.monotonic() < deadline
+    while b.worker.stats.restores < 1:
+        assert time.monotonic() < deadline, "the joining worker took partitions and restored their state"
         time.sleep(0.2)
-    assert b.worker.stats.restores >= 1, "the joining worker took partitions and restored their state"
+    assert feed.is_alive(), "b joined mid-stream"
+    time.sleep(2.0)
     a.stop()  # leaves the group: b takes every partition, with its state from the changelog
+    assert feed.is_alive(), "a left mid-stream"
+    feed.join(120)
     deadline = time.monotonic() + 240
     while committed_total(settings) < len(events):
         assert time.monotonic() < deadline, f"stuck at {committed_total(settings)}"

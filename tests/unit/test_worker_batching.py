@@ -59,7 +59,7 @@ def test_with_a_commit_open_it_waits_no_longer_than_until_the_commit_is_due():
     c = ArrivingRecords(waiting=0, arriving=0)
     w = _worker(c, batch_size=100)
     w.settings = w.settings.model_copy(update={"commit_interval_s": 0.2})
-    w._open_since = w._last_commit = time.monotonic()
+    w._open_batches, w._last_commit = 1, time.monotonic()
     assert not w._commit_due()
     assert w._next_batch() == []
     (_, first), (_, wait) = c.calls
