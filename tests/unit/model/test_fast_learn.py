@@ -8,7 +8,7 @@ import orjson
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from river import compose, linear_model, optim, preprocessing
+from river import compose
 
 from stream_scorer.model import checkpoint
 from stream_scorer.model.logistic import OnlineLogit
@@ -16,20 +16,9 @@ from stream_scorer.model.scaling import Scaling
 from stream_scorer.model.settings import ChallengerSettings, ModelSettings, ScorerSettings
 from stream_scorer.pipeline import Scorer, make_challenger
 from tests.unit.model.engines import ToyFeatures
+from tests.unit.model.river_reference import river_pipeline
 
 TOL = {"rel": 1e-9, "abs": 1e-12}
-
-
-def river_pipeline(s: ModelSettings) -> compose.Pipeline:
-    return compose.Pipeline(
-        preprocessing.StandardScaler(),
-        linear_model.LogisticRegression(
-            optim.SGD(s.learning_rate),
-            l2=s.l2,
-            intercept_lr=s.intercept_lr,
-            intercept_init=s.intercept_init,
-        ),
-    )
 
 
 def assert_same_state(m: OnlineLogit, reference: compose.Pipeline) -> None:

@@ -8,22 +8,10 @@ import orjson
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from river import compose, linear_model, optim, preprocessing
 
 from stream_scorer.model.logistic import OnlineLogit, band_of
 from stream_scorer.model.settings import ModelSettings
-
-
-def river_pipeline(s: ModelSettings) -> compose.Pipeline:
-    return compose.Pipeline(
-        preprocessing.StandardScaler(),
-        linear_model.LogisticRegression(
-            optim.SGD(s.learning_rate),
-            l2=s.l2,
-            intercept_lr=s.intercept_lr,
-            intercept_init=s.intercept_init,
-        ),
-    )
+from tests.unit.model.river_reference import river_pipeline
 
 
 @pytest.mark.parametrize(
