@@ -100,9 +100,15 @@ class OnlineLogit:
         return self.scaling.scaler
 
     @property
-    def version(self) -> str:
-        """Name and checkpoint generation, e.g. ``logreg-sgd/3``."""
-        return f"{self.settings.name}/{self.generation}"
+    def generation(self) -> int:
+        """How many checkpoints this model's line has had; part of :attr:`version`."""
+        return self._generation
+
+    @generation.setter
+    def generation(self, value: int) -> None:
+        self._generation = value
+        self.version = f"{self.settings.name}/{value}"
+        """Name and checkpoint generation, e.g. ``logreg-sgd/3`` (in every score: kept, not built)."""
 
     def resync(self) -> None:
         """Take up the state of the River objects again (after it was set from outside)."""

@@ -41,8 +41,14 @@ class OnlineTree:
         self.generation = 0
 
     @property
-    def version(self) -> str:
-        return f"{self.name}/{self.generation}"
+    def generation(self) -> int:
+        """How many checkpoints this model's line has had; part of :attr:`version`."""
+        return self._generation
+
+    @generation.setter
+    def generation(self, value: int) -> None:
+        self._generation = value
+        self.version = f"{self.name}/{value}"
 
     def score(self, x: dict[str, float]) -> tuple[float, list[tuple[str, float]]]:
         """The fraud probability of ``x`` (0 before the first label); trees give no reasons."""
