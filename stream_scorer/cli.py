@@ -132,10 +132,20 @@ def cmd_kafka(args: argparse.Namespace) -> int:
     if args.kafka_cmd == "fetch":
         print(fetch_jars(args.version or KAFKA_VERSION))
         return 0
-    kafka = LocalKafka(port=args.port, data_dir=args.data_dir, version=args.version or KAFKA_VERSION)
+    users = dict(args.sasl_user) or None
+    kafka = LocalKafka(
+        port=args.port, data_dir=args.data_dir, version=args.version or KAFKA_VERSION,
+        sasl_users=users, sasl_mechanism=args.sasl_mechanism,
+    )
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     kafka.start()
     print(f"KAFKA_BOOTSTRAP_SERVERS={kafka.bootstrap_servers}", flush=True)
+    if users:
+        print(
+            "clients: -X security.protocol=SASL_PLAINTEXT -X sasl.mechanism="
+            f"{args.sasl_mechanism} -X sasl.username=<user> -X sasl.password=<password>",
+            flush=True,
+        )
     try:
         while kafka.process is not None and kafka.process.poll() is None:
             time.sleep(0.5)
@@ -300,6 +310,11 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("--port", type=int, default=9092)
     k.add_argument("--data-dir", type=Path, default=None, help="keep data here (default: a temp dir)")
     k.add_argument("--version")
+    k.add_argument(
+        "--sasl-user", type=_kv, action="append", default=[], metavar="NAME=PASSWORD",
+        help="require SASL: clients authenticate as one of these users (repeatable)",
+    )
+    k.add_argument("--sasl-mechanism", choices=["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"], default="PLAIN")
     p.set_defaults(func=cmd_kafka)
 
     p = sub.add_parser("schemas", help="check (default) or write the JSON Schema files")

@@ -31,11 +31,11 @@ def sasl_kafka() -> Iterator[LocalKafka]:
         yield kafka
 
 
-def _settings(kafka: LocalKafka, password: str) -> Settings:
+def _settings(bootstrap: str, password: str) -> Settings:
     suffix = uuid.uuid4().hex[:8]
     return Settings.model_validate(
         {
-            "bootstrap_servers": kafka.bootstrap_servers,
+            "bootstrap_servers": bootstrap,
             "group_id": f"sasl-{suffix}",
             "topics": {
                 "transactions": f"tx-{suffix}",
@@ -64,7 +64,7 @@ def test_the_broker_refuses_clients_without_sasl(sasl_kafka: LocalKafka) -> None
 
 
 def test_right_credentials_create_produce_and_consume(sasl_kafka: LocalKafka) -> None:
-    settings = _settings(sasl_kafka, PASSWORD)
+    settings = _settings(sasl_kafka.bootstrap_servers, PASSWORD)
     created = ensure_topics(settings, [settings.topics.transactions, settings.topics.labels])
     assert sorted(created) == sorted([settings.topics.transactions, settings.topics.labels])
 
@@ -92,7 +92,7 @@ def test_right_credentials_create_produce_and_consume(sasl_kafka: LocalKafka) ->
 
 
 def test_wrong_password_fails_fast_with_a_named_error(sasl_kafka: LocalKafka) -> None:
-    settings = _settings(sasl_kafka, "not-the-password")
+    settings = _settings(sasl_kafka.bootstrap_servers, "not-the-password")
     t0 = time.monotonic()
     with pytest.raises(AuthenticationFailed) as info:
         ensure_topics(settings, timeout=60)
@@ -104,7 +104,7 @@ def test_wrong_password_fails_fast_with_a_named_error(sasl_kafka: LocalKafka) ->
 
 
 def test_wrong_user_fails_too(sasl_kafka: LocalKafka) -> None:
-    settings = _settings(sasl_kafka, PASSWORD).model_copy(
+    settings = _settings(sasl_kafka.bootstrap_servers, PASSWORD).model_copy(
         update={
             "kafka": {
                 "security.protocol": "SASL_PLAINTEXT",
@@ -125,7 +125,7 @@ def test_scram_sha_512_broker(tmp_path: Path) -> None:
     )
     try:
         kafka.start()
-        good = _settings(kafka, PASSWORD)
+        good = _settings(kafka.bootstrap_servers, PASSWORD)
         good = good.model_copy(update={"kafka": {**good.kafka, "sasl.mechanism": "SCRAM-SHA-512"}})
         assert ensure_topics(good, [good.topics.transactions]) == [good.topics.transactions]
         kafka.stop()
@@ -138,3 +138,41 @@ def test_scram_sha_512_broker(tmp_path: Path) -> None:
             ensure_topics(bad, timeout=60)
     finally:
         kafka.close()
+
+
+def test_the_cli_starts_a_sasl_broker_and_stops_it_on_sigterm(tmp_path: Path) -> None:
+    """`stream-scorer kafka start --sasl-user`: the command-line way to the broker above."""
+    import signal
+    import subprocess
+    import sys
+
+    from stream_scorer.kafka.launcher import free_port
+
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "stream_scorer.cli", "kafka", "start", "--port", str(port),
+         "--data-dir", str(tmp_path / "kafka"), "--sasl-user", f"{USER}={PASSWORD}",
+         "--sasl-mechanism", "SCRAM-SHA-256"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    try:
+        lines: list[str] = []
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            lines.append(line)
+            if line.startswith("clients:"):
+                break
+        assert f"KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:{port}\n" in lines, lines[-20:]
+        assert PASSWORD not in "".join(lines), "the password is never printed"
+        good = _settings(f"127.0.0.1:{port}", PASSWORD)
+        good = good.model_copy(update={"kafka": {**good.kafka, "sasl.mechanism": "SCRAM-SHA-256"}})
+        assert ensure_topics(good, [good.topics.transactions]) == [good.topics.transactions]
+        bad = good.model_copy(update={"kafka": {**good.kafka, "sasl.password": "wrong"}})
+        with pytest.raises(AuthenticationFailed):
+            ensure_topics(bad, timeout=60)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(60) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(30)
