@@ -15,8 +15,9 @@ Per batch, in the order correctness needs (exactly-once, the default):
    changelog topic, one record per changed key;
 4. the next offsets join the transaction (``send_offsets_to_transaction``) and it commits:
    scores, dead letters, state and offsets become visible together, or not at all;
-5. if the transaction had to abort, the in-memory state is rebuilt from the changelog and the
-   consumer goes back to the committed offsets, so the records are scored again, once.
+5. if the transaction had to abort, the in-memory state is rebuilt from the changelog, the models
+   go back to their copy at the last commit, and the consumer goes back to the committed offsets,
+   so the records are scored again, and learned, once.
 
 Steps 3-5 run at most every ``commit_interval_s`` (as Kafka Streams' ``commit.interval.ms``): a
 record after a quiet spell commits at once; a busy stream or a backlog is committed in a bounded
@@ -134,6 +135,8 @@ class Worker:
             min_event_time=s.min_event_time,
         )
         self.scorer = build_scorer(s)
+        self._models_at_commit = self.scorer.save_models()
+        """The models as of the last commit: an abort sends them back here."""
         self.state = StateStore(s, self.scorer)
         self.eos = s.processing_guarantee == "exactly_once"
         self.changelog = changelog_topic(s)
@@ -379,8 +382,13 @@ class Worker:
             self._last_snapshot = now
             for p in sorted(self._owned):
                 self._snapshot_quietly(p)
-        if self.checkpointer is not None:
-            self.checkpointer.maybe_save(self.scorer.champion, self.scorer.challenger)
+        # Checkpoints between commits only: one never holds learning that may still be rolled back.
+        if (
+            self.checkpointer is not None
+            and not self._open_batches
+            and self.checkpointer.maybe_save(self.scorer.champion, self.scorer.challenger) is not None
+        ):
+            self._models_at_commit = self.scorer.save_models()  # the new generation
 
     def _update_gauges(self) -> None:
         """State size, pending labels, model versions and consumer lag (every few seconds)."""
@@ -556,9 +564,10 @@ class Worker:
             self._flush_and_commit(offsets)
         self._last_commit = time.monotonic()
         if st.aborts > aborts:
-            m.aborts.inc()
+            m.aborts.inc()  # and the models went back to the last commit (see _rewind)
         else:
             m.commits.inc()
+            self._models_at_commit = self.scorer.save_models()
 
     def _close_unit(self) -> list[TopicPartition]:
         """End the open commit unit; return its next offsets."""
@@ -569,8 +578,10 @@ class Worker:
 
     def _abandon_open(self) -> None:
         """Drop the commit unit without committing it (its partitions were lost): abort the
-        transaction; the records' new owner scores them again from the last commit."""
+        transaction; the records' new owner scores them again from the last commit, and the
+        models forget what they learned from them."""
         self._close_unit()
+        self.scorer.restore_models(self._models_at_commit)
         if self.eos and self._producer is not None:
             producer = self._producer
             try:
@@ -678,9 +689,12 @@ class Worker:
             logger.warning("commit failed (%s); the batch may be scored again after a rebalance", exc)
 
     def _rewind(self) -> None:
-        """Forget the uncommitted batch: state back to the changelog, consumer back to the commit."""
+        """Forget what was not committed: state back to the changelog, the models back to their
+        copy at the last commit (so the records are learned once when they come again), the
+        consumer back to the committed offsets."""
         assert self._consumer is not None
         consumer = self._consumer
+        self.scorer.restore_models(self._models_at_commit)
         self._seen.clear()  # the ids of the aborted batch will come again
         for p in sorted(self._owned):
             self.state.restore(p)

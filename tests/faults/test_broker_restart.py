@@ -31,11 +31,11 @@ def test_broker_restart_mid_stream(tmp_path, guarantee):
             state_dir=tmp_path / "state", processing_guarantee=guarantee, batch_size=200, log_format="text",
         )
         ensure_topics(settings)
-        events = shifted_to(Simulator(seed=21).take(20_000), datetime.now(UTC) - timedelta(hours=3))
+        events = shifted_to(Simulator(seed=21).take(60_000), datetime.now(UTC) - timedelta(hours=3))
         produce_events(settings, events)
         w = WorkerThread(settings).start()
         w.wait_scored(4_000, timeout=120)
-        kafka.stop()
+        kafka.stop()  # mid-stream: tens of thousands of events still to score
         time.sleep(8)
         assert w.error is None and w.thread.is_alive(), "the worker waits for the broker"
         kafka.start()
@@ -48,7 +48,12 @@ def test_broker_restart_mid_stream(tmp_path, guarantee):
         w.stop()
         scores, read = scores_by_id(settings, len(events))
         assert set(scores) == {e["transaction_id"] for e in events}, "nothing lost"
+        learned = w.worker.scorer.champion.n_learned  # every event carries its label inline
         if guarantee == "exactly_once":
             assert read == len(events), f"{read - len(events)} duplicates"
+            # What an aborted transaction taught the models was rolled back with it.
+            assert learned == len(events), f"learned {learned} for {len(events)} ({w.worker.stats})"
+        else:
+            assert learned >= len(events)
     finally:
         kafka.close()

@@ -196,3 +196,29 @@ def test_frozen_models_learn_nothing_but_the_engine_hears_the_labels():
     assert (s.champion.state(), s.challenger.state() if s.challenger else None) == before
     assert s.stats.learned == 0
     assert len(s.partition(0).engine.labels) == 20
+
+
+@pytest.mark.parametrize("kind", ["logreg", "tree"])
+def test_restored_models_forget_what_they_learned_after_the_save(transactions, kind):
+    """What the worker does when a transaction aborts: the models go back to the last commit, and
+    learning the same records again gives the scores of a run that learned them once."""
+    challenger = ChallengerSettings(kind=kind, tree=TreeSettings(grace_period=50))
+    once, twice = scorer(challenger=challenger), scorer(challenger=challenger)
+    for t in transactions[:1_000]:
+        once.score(t, partition=0)
+        twice.score(t, partition=0)
+    saved = twice.save_models()
+    for t in transactions[1_000:1_500]:  # learned, then "aborted"
+        twice.score(t, partition=1)
+    twice.restore_models(saved)
+    assert twice.stats.learned == 1_000 and twice.champion.n_learned == 1_000
+    twice.restore_models(saved)  # a second abort before the next commit: the copy is intact
+    assert twice.champion.state() == saved.champion.state() == once.champion.state()
+    if kind == "logreg":
+        assert twice.challenger is not None and twice.challenger.scaling is twice.champion.scaling
+    for t in transactions[1_000:2_000]:
+        a, b = once.score(t, partition=2), twice.score(t, partition=2)
+        assert (a["score"], a["challenger_score"], a["reason_codes"]) == (
+            b["score"], b["challenger_score"], b["reason_codes"],
+        )
+    assert twice.champion.state() == once.champion.state()
