@@ -61,7 +61,7 @@ from stream_scorer.kafka.deadline import CallTimedOut, DeadlineCaller
 from stream_scorer.metrics import MetricsServer, start_metrics_server
 from stream_scorer.model import checkpoint
 from stream_scorer.pipeline import Scorer, scorer_settings
-from stream_scorer.state.changelog import changelog_topic
+from stream_scorer.state.changelog import changelog_topic, read_partition
 from stream_scorer.state.store import StateStore
 from stream_scorer.worker_metrics import WorkerMetrics
 
@@ -257,10 +257,13 @@ class Worker:
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         # Called inside consume(), between batches: no transaction is open.
-        mine = sorted({p.partition for p in partitions if p.topic == self.settings.topics.transactions})
-        for p in mine:
-            self.state.restore(p)
+        tx_topic = self.settings.topics.transactions
+        mine = sorted({p.partition for p in partitions if p.topic == tx_topic})
+        committed = consumer.committed([TopicPartition(tx_topic, p) for p in mine], timeout=TXN_TIMEOUT_S)
+        for tp in committed:
+            self.state.restore(tp.partition)
             self.stats.restores += 1
+            self._recall_ids(tp.partition, tp.offset)
         self._owned.update(mine)
         self._lost_at = None
         self.ready.set()
@@ -695,16 +698,43 @@ class Worker:
         assert self._consumer is not None
         consumer = self._consumer
         self.scorer.restore_models(self._models_at_commit)
-        self._seen.clear()  # the ids of the aborted batch will come again
         for p in sorted(self._owned):
             self.state.restore(p)
             self.stats.restores += 1
         assignment = consumer.assignment()
         if not assignment:
             return
+        tx_topic = self.settings.topics.transactions
         for tp in consumer.committed(assignment, timeout=TXN_TIMEOUT_S):
             offset = tp.offset if tp.offset >= 0 else OFFSET_BEGINNING
             consumer.seek(TopicPartition(tp.topic, tp.partition, offset))
+            if tp.topic == tx_topic and tp.partition in self._owned:
+                self._recall_ids(tp.partition, tp.offset)  # the aborted records' ids come again
+
+    def _recall_ids(self, partition: int, committed: int) -> None:
+        """Rebuild the partition's memory of recent transaction ids from the input itself: the
+        valid, first-seen ids among the ``dedupe_window`` records before the committed offset,
+        which is what a worker that never stopped would remember (the input is the durable copy;
+        nothing extra is logged per event)."""
+        n = self.settings.dedupe_window
+        seen: dict[str, None] = {}
+        self._seen[partition] = seen
+        if not n or committed <= 0:
+            return
+        decode, now = self.decoder.decode, time.time()
+
+        def remember(key: bytes, value: bytes | None) -> None:
+            txn = decode(value, now)
+            if type(txn) is Rejection or txn.transaction_id in seen:  # type: ignore[union-attr]
+                return
+            seen[txn.transaction_id] = None  # type: ignore[union-attr]
+            if len(seen) > n:
+                del seen[next(iter(seen))]
+
+        read_partition(
+            self.settings, partition, committed - n, remember,
+            topic=self.settings.topics.transactions, end=committed,
+        )
 
     # -- dead letters and errors ----------------------------------------------------------------
 

@@ -77,19 +77,26 @@ def read_partition(
     start: int,
     apply: Callable[[bytes, bytes | None], None],
     timeout_s: float = 300.0,
+    topic: str | None = None,
+    end: int | None = None,
 ) -> tuple[int, int]:
     """Apply every committed record of changelog partition ``partition`` from ``start`` on.
+
+    Another ``topic`` and an ``end`` offset (exclusive) serve other restores from a log, such as
+    the worker's recent transaction ids, read back from its input.
 
     Reads with ``isolation.level=read_committed`` up to the last stable offset, so records of
     aborted (or still open) transactions are never applied. Returns (records applied, next offset).
     """
-    topic = changelog_topic(settings)
+    topic = topic or changelog_topic(settings)
     conf = consumer_config(settings, group_id=f"{settings.group_id}.restore", **{"auto.offset.reset": "earliest"})
     conf.pop("error_cb", None)
     consumer = Consumer(conf)
     tp = TopicPartition(topic, partition)
     try:
         low, high = consumer.get_watermark_offsets(tp, timeout=30, cached=False)
+        if end is not None:
+            high = min(high, end)
         begin = max(start, low)
         if begin >= high:
             return 0, max(start, high)
@@ -109,6 +116,8 @@ def read_partition(
                     if err.fatal():
                         raise KafkaException(err)
                     continue
+                if end is not None and msg.offset() >= end:  # type: ignore[operator,unused-ignore]
+                    continue
                 apply(msg.key() or b"", msg.value())
                 n += 1
             # Control records (transaction markers) are never delivered: ask where we stand.
@@ -120,6 +129,6 @@ def read_partition(
                 _, high2 = consumer.get_watermark_offsets(tp, timeout=10, cached=False)
                 if begin >= high2:
                     break
-        return n, position
+        return n, position if end is None else min(position, end)
     finally:
         consumer.close()

@@ -98,6 +98,34 @@ def test_malformed_events_go_to_the_dlq_with_their_reason(make_settings):
     assert w.worker.stats.dead_letters == len(bad)
 
 
+def test_a_repeated_transaction_is_refused_after_a_restart_too(make_settings):
+    """The memory of recent ids is rebuilt from the input on assignment: a repeat that arrives
+    after a restart is a dead letter, as it would be for a worker that never stopped."""
+    settings = make_settings(dedupe_window=1_000)
+    events = _recent(1_500, seed=9)
+    produce_events(settings, events[:1_200])
+    first = WorkerThread(settings).start()
+    first.wait_scored(1_200)
+    first.stop()
+    # Repeats of ids the first worker scored (the window is per partition: 1,000 holds them all),
+    # then new events.
+    repeats = events[1_100:1_110] + events[:5]
+    produce_events(settings, [*repeats, *events[1_200:]])
+    second = WorkerThread(settings).start()
+    second.wait_scored(300)
+    deadline = time.monotonic() + 30
+    while second.worker.stats.dead_letters < len(repeats) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    second.stop()
+    assert second.worker.stats.restores >= 1
+    dead = read_all(settings, settings.topics.dlq, expected=len(repeats))
+    letters = [DeadLetter.model_validate_json(m.value()) for m in dead]
+    refused = {orjson.loads(base64.b64decode(d.payload_b64))["transaction_id"] for d in letters}
+    assert refused == {e["transaction_id"] for e in repeats}
+    assert {d.error_kind for d in letters} == {"duplicate"}
+    assert second.worker.stats.scored == 300
+
+
 def test_restarted_worker_resumes_from_committed_offsets(make_settings):
     settings = make_settings()
     events = _recent(5_000, seed=3)
