@@ -259,7 +259,8 @@ class Worker:
         # Called inside consume(), between batches: no transaction is open.
         tx_topic = self.settings.topics.transactions
         mine = sorted({p.partition for p in partitions if p.topic == tx_topic})
-        committed = consumer.committed([TopicPartition(tx_topic, p) for p in mine], timeout=TXN_TIMEOUT_S)
+        wanted = [TopicPartition(tx_topic, p) for p in mine]
+        committed = consumer.committed(wanted, timeout=TXN_TIMEOUT_S) if wanted else []
         for tp in committed:
             self.state.restore(tp.partition)
             self.stats.restores += 1
