@@ -21,11 +21,9 @@ import argparse
 import time
 from collections.abc import Callable
 
-from river import compose, linear_model, optim, preprocessing
-
 from stream_scorer.events import Transaction
 from stream_scorer.features.engine import FeatureEngine
-from stream_scorer.model.logistic import OnlineLogit
+from stream_scorer.model.logistic import OnlineLogit, river_pipeline
 from stream_scorer.model.settings import ModelSettings, ScorerSettings
 from stream_scorer.pipeline import Scorer
 from stream_scorer.simulate import SimConfig, Simulator
@@ -62,15 +60,7 @@ def bench(n: int, repeats: int, seed: int) -> dict[str, float]:
     ms = ModelSettings()
 
     def river() -> float:
-        p = compose.Pipeline(
-            preprocessing.StandardScaler(),
-            linear_model.LogisticRegression(
-                optim.SGD(ms.learning_rate),
-                l2=ms.l2,
-                intercept_lr=ms.intercept_lr,
-                intercept_init=ms.intercept_init,
-            ),
-        )
+        p = river_pipeline(ms)
         predict, learn = p.predict_proba_one, p.learn_one
         t0 = time.perf_counter()
         for x, y in rows:

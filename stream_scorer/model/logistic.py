@@ -39,6 +39,20 @@ def band_of(score: float, review: float, decline: float) -> str:
     return "approve"
 
 
+def river_pipeline(settings: ModelSettings) -> compose.Pipeline:
+    """River's StandardScaler then LogisticRegression by SGD, configured by ``settings``: the
+    champion's own state holders, and the reference its tests and benchmarks measure it against."""
+    return compose.Pipeline(
+        preprocessing.StandardScaler(),
+        linear_model.LogisticRegression(
+            optimizer=optim.SGD(settings.learning_rate),
+            l2=settings.l2,
+            intercept_lr=settings.intercept_lr,
+            intercept_init=settings.intercept_init,
+        ),
+    )
+
+
 def _sigmoid(z: float) -> float:
     if z >= 0:
         return 1.0 / (1.0 + math.exp(-z))
@@ -71,14 +85,9 @@ class OnlineLogit:
     def __init__(self, settings: ModelSettings, n_reasons: int = 3) -> None:
         self.settings = settings
         self.n_reasons = n_reasons
-        self.logit = linear_model.LogisticRegression(
-            optimizer=optim.SGD(settings.learning_rate),
-            l2=settings.l2,
-            intercept_lr=settings.intercept_lr,
-            intercept_init=settings.intercept_init,
-        )
-        self.scaling = Scaling()
-        self.pipeline = compose.Pipeline(self.scaling.scaler, self.logit)
+        self.pipeline = river_pipeline(settings)
+        self.logit: linear_model.LogisticRegression = self.pipeline["LogisticRegression"]
+        self.scaling = Scaling(self.pipeline["StandardScaler"])
         self.n_learned = 0
         self.n_positive = 0
         self.generation = 0

@@ -11,12 +11,11 @@ from hypothesis import strategies as st
 from river import compose
 
 from stream_scorer.model import checkpoint
-from stream_scorer.model.logistic import OnlineLogit
+from stream_scorer.model.logistic import OnlineLogit, river_pipeline
 from stream_scorer.model.scaling import Scaling
 from stream_scorer.model.settings import ChallengerSettings, ModelSettings, ScorerSettings
 from stream_scorer.pipeline import Scorer, make_challenger
 from tests.unit.model.engines import ToyFeatures
-from tests.unit.model.river_reference import river_pipeline
 
 TOL = {"rel": 1e-9, "abs": 1e-12}
 

@@ -9,9 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from stream_scorer.model.logistic import OnlineLogit, band_of
+from stream_scorer.model.logistic import OnlineLogit, band_of, river_pipeline
 from stream_scorer.model.settings import ModelSettings
-from tests.unit.model.river_reference import river_pipeline
 
 
 @pytest.mark.parametrize(
