@@ -29,6 +29,7 @@ def test_broker_restart_mid_stream(tmp_path, guarantee):
             topics={"transactions": f"tx-{s}", "scores": f"sc-{s}", "labels": f"lb-{s}", "dlq": f"dlq-{s}",
                     "drift_alerts": f"da-{s}", "partitions": 3},
             state_dir=tmp_path / "state", processing_guarantee=guarantee, batch_size=200, log_format="text",
+            metrics_port=0,  # a free port: never 9108, which a running worker may hold
         )
         ensure_topics(settings)
         events = shifted_to(Simulator(seed=21).take(60_000), datetime.now(UTC) - timedelta(hours=3))
