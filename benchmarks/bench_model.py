@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import time
 from collections.abc import Callable
+from typing import Any
 
 from stream_scorer.events import Transaction
 from stream_scorer.features.engine import FeatureEngine
@@ -59,39 +60,32 @@ def bench(n: int, repeats: int, seed: int) -> dict[str, float]:
     rows = list(zip(xs, ys, strict=True))
     ms = ModelSettings()
 
-    def river() -> float:
-        p = river_pipeline(ms)
-        predict, learn = p.predict_proba_one, p.learn_one
+    def predict_then_learn(predict: Callable[[dict[str, float]], Any], learn: Callable[..., Any]) -> float:
         t0 = time.perf_counter()
         for x, y in rows:
             predict(x)
             learn(x, y)
         return time.perf_counter() - t0
 
+    def each_score(score: Callable[[Transaction], Any]) -> float:
+        t0 = time.perf_counter()
+        for t in txns:
+            score(t)
+        return time.perf_counter() - t0
+
+    def river() -> float:
+        p = river_pipeline(ms)
+        return predict_then_learn(p.predict_proba_one, p.learn_one)
+
     def online_logit() -> float:
         m = OnlineLogit(ms)
-        score, learn = m.score, m.learn
-        t0 = time.perf_counter()
-        for x, y in rows:
-            score(x)
-            learn(x, y)
-        return time.perf_counter() - t0
+        return predict_then_learn(m.score, m.learn)
 
     def scorer_model() -> float:
-        s = Scorer(ScorerSettings(), lambda: Replay(xs))
-        score = s.score
-        t0 = time.perf_counter()
-        for t in txns:
-            score(t)
-        return time.perf_counter() - t0
+        return each_score(Scorer(ScorerSettings(), lambda: Replay(xs)).score)
 
     def scorer_full() -> float:
-        s = Scorer(ScorerSettings(), FeatureEngine)
-        score = s.score
-        t0 = time.perf_counter()
-        for t in txns:
-            score(t)
-        return time.perf_counter() - t0
+        return each_score(Scorer(ScorerSettings(), FeatureEngine).score)
 
     return {
         "river": best_us(river, n, repeats),
