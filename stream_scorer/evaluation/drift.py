@@ -340,21 +340,33 @@ class PerformanceDrift:
         return self.level if self.reference is not None else None
 
     def check(self) -> Check | None:
+        """While firing, the level since the change against the bound it crossed; otherwise the
+        rolling mean that decides the clearing (so a resolved alert shows a statistic under its
+        threshold)."""
         if self.reference is None or self.level is None:
             return None
-        state = "rose above" if self.active else "is within"
+        if self.active:
+            statistic = self.level
+            window = "since the last change" if self.method == "adwin" else f"last {self.window} labels"
+            message = f"{self.subject} rose above its bound ({statistic:.4f} vs {self.threshold:.4f})"
+        else:
+            statistic = self.rolling()
+            window = f"last {self.window} labels"
+            clear = self.reference * (1.0 + self.min_increase * self.resolve_ratio)
+            message = (
+                f"{self.subject} is within its bound (mean of the {window} {statistic:.4f}, "
+                f"clears under {clear:.4f}, fires over {self.threshold:.4f})"
+            )
         return Check(
             kind="performance",
             detector=self.method,
             subject=self.subject,
             active=self.active,
-            statistic=self.level,
+            statistic=statistic,
             threshold=self.threshold,
-            window="since the last change"
-            if self.method == "adwin"
-            else f"last {self.window} labels",
+            window=window,
             reference=f"mean log loss {self.reference:.4f} over at least {self.min_labels} labels",
-            message=f"{self.subject} {state} its bound ({self.level:.4f} vs {self.threshold:.4f})",
+            message=message,
         )
 
 

@@ -96,17 +96,25 @@ def _losses(rng, n, fraud_rate=0.015, unlearned=0.0):
     return out
 
 
+@pytest.mark.parametrize("unlearned", [0.02, 0.01])
 @pytest.mark.parametrize("method", ["adwin", "page_hinkley"])
-def test_performance_drift_fires_on_unlearned_fraud_and_resolves(method):
+def test_performance_drift_fires_on_unlearned_fraud_and_resolves(method, unlearned):
     rng = random.Random(3)
     d = PerformanceDrift(method=method, min_labels=5000, window=5000, check_every=100)
     assert _first_active(d, _losses(rng, 60_000)) is None, "quiet on 60k stationary losses"
-    delay = _first_active(d, _losses(rng, 10_000, unlearned=0.02))
+    delay = _first_active(d, _losses(rng, 10_000, unlearned=unlearned))
     assert delay is not None and delay < 4000, delay
+    firing = d.check()
+    assert firing.active and firing.statistic > firing.threshold
+    cleared = None
     for v in _losses(rng, 15_000):
         d.update(v)
-    assert not d.active, "cleared once the loss is back to its reference"
-    assert d.check().kind == "performance"
+        if cleared is None and not d.active:
+            cleared = d.check()  # what the resolved alert reports, taken as it clears
+    assert not d.active and cleared is not None, "cleared once the loss is back to its reference"
+    assert cleared.kind == "performance"
+    # The resolved alert agrees with itself: its statistic is under its threshold.
+    assert cleared.statistic < cleared.threshold, cleared.message
 
 
 def test_performance_reference_follows_a_model_that_improves():
