@@ -12,11 +12,10 @@ import html
 import math
 import os
 import re
-import sys
 import time
 from array import array
-from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager
+from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,6 +35,7 @@ from stream_scorer.pipeline import (
     scorer_from_checkpoint,
     scorer_settings,
 )
+from stream_scorer.progress import progress_bar
 
 
 def _ranked(y_true: ArrayLike, y_score: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
@@ -187,13 +187,12 @@ def replay(
     dumps = orjson.dumps
     newline = orjson.OPT_APPEND_NEWLINE
     size = os.path.getsize(input_path)
-    show = sys.stderr.isatty() if progress is None else progress
     t_start, cpu_start = time.perf_counter(), time.process_time()
     with ExitStack() as stack:
         src = stack.enter_context(open(input_path, "rb"))
         out = stack.enter_context(open(scores_out, "wb"))
         rej = stack.enter_context(open(rejects_path, "wb")) if rejects_path is not None else None
-        bar = stack.enter_context(_progress(size, show))
+        bar = stack.enter_context(progress_bar(size, "backtest", show=progress))
         pending_bytes = 0
         for lineno, raw in enumerate(src, 1):
             pending_bytes += len(raw)
@@ -240,18 +239,6 @@ def _reject_record(lineno: int, rejection: Rejection, line: bytes) -> dict[str, 
         "errors": list(rejection.errors),
         "raw": line[:2_000].decode("utf-8", "replace"),
     }
-
-
-@contextmanager
-def _progress(total: int, show: bool) -> Iterator[Any]:
-    """A tqdm bar over the input's bytes on a terminal; nothing otherwise."""
-    if not show:
-        yield None
-        return
-    from tqdm import tqdm
-
-    with tqdm(total=total, unit="B", unit_scale=True, desc="backtest", file=sys.stderr) as bar:
-        yield bar
 
 
 def _metrics(result: BacktestResult, cols: _Columns, scorer: Scorer) -> dict[str, Any]:

@@ -280,6 +280,43 @@ def cmd_score_file(args: argparse.Namespace) -> int:
     return 0
 
 
+def _position(text: str) -> int | datetime:
+    """A topic position: an offset (digits) or an ISO 8601 time."""
+    return int(text) if text.isdigit() else _timestamp(text)
+
+
+def cmd_backfill(args: argparse.Namespace) -> int:
+    from stream_scorer import backfill
+
+    if (args.input is None) == (args.source_topic is None):
+        print("stream-scorer backfill: give one of FILE and --source-topic TOPIC", file=sys.stderr)
+        return 2
+    if args.input is not None and (args.start is not None or args.end is not None):
+        print("stream-scorer backfill: --from and --to go with --source-topic", file=sys.stderr)
+        return 2
+    settings = _settings(args)
+    _configure_logging(settings)
+    if args.input is not None:
+        result = backfill.backfill_file(settings, args.input)
+        source = args.input
+    else:
+        result = backfill.backfill_topic(settings, args.source_topic, args.start, args.end)
+        source = f"topic {args.source_topic}"
+    print(
+        f"sent {result.sent} records ({result.bytes / 1e6:.1f} MB) from {source} to"
+        f" {settings.topics.transactions} in {result.seconds:.1f}s",
+        flush=True,
+    )
+    if args.wait:
+        waited = backfill.wait_committed(settings, result.end_offsets, timeout=args.timeout)
+        print(
+            f"group {settings.group_id} committed a score or dead letter for every one of them"
+            f" {waited:.1f}s later",
+            flush=True,
+        )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="stream-scorer", description="Score card transactions for fraud on Kafka.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
@@ -388,6 +425,31 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     p.set_defaults(func=cmd_backtest)
+
+    p = sub.add_parser(
+        "backfill",
+        help="send past transactions (a JSON Lines file or a topic range) through the live workers",
+        description="Send past transactions to the transactions topic, keyed by card, for the running"
+        " workers to score as any other (decoding and dead letters, features, learning, exactly-once)."
+        " A file's lines go out as they are; a topic range keeps its records' keys and headers.",
+    )
+    _common(p)
+    p.add_argument("input", nargs="?", help="transactions, one JSON object a line, in event order")
+    p.add_argument("--source-topic", help="replay this topic's records instead of a file")
+    p.add_argument(
+        "--from", dest="start", type=_position, metavar="OFFSET|TIME",
+        help="with --source-topic: first offset (every partition) or time (default: the beginning)",
+    )
+    p.add_argument(
+        "--to", dest="end", type=_position, metavar="OFFSET|TIME",
+        help="with --source-topic: offset or time to stop before (default: the end when it starts)",
+    )
+    p.add_argument(
+        "--wait", action="store_true",
+        help="then wait until the worker group has committed a score or dead letter for every record",
+    )
+    p.add_argument("--timeout", type=float, default=None, help="with --wait: give up after this many seconds")
+    p.set_defaults(func=cmd_backfill)
 
     p = sub.add_parser("score-file", help="score a JSON Lines file with a saved checkpoint, learning nothing")
     p.add_argument("input", help="transactions, one JSON object a line")
