@@ -10,7 +10,7 @@ offline replay. Two sources:
   dead-letters it with its reason, so nothing is dropped on the way;
 - a range of another topic (an archive, a mirror of another cluster, a re-run of the transactions
   topic itself into a second group's input): the records between two offsets, or two times, of
-  each of its partitions, with their keys and headers.
+  each of its partitions, with their keys.
 
 :func:`wait_committed` then follows the worker group's committed offsets until they pass the last
 record sent on each partition: every backfilled record has a committed score or dead letter.
@@ -23,6 +23,7 @@ or into a group and topics of its own.
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -38,6 +39,7 @@ from stream_scorer.exceptions import ConfigError, StreamScorerError
 from stream_scorer.kafka.admin import partition_count
 from stream_scorer.kafka.clients import make_consumer, make_producer
 from stream_scorer.progress import progress_bar
+from stream_scorer.state.changelog import read_partition
 
 logger = logging.getLogger(__name__)
 
@@ -82,10 +84,10 @@ class _Sender:
         if p is not None and o is not None and o + 1 > ends.get(p, 0):
             ends[p] = o + 1
 
-    def send(self, value: bytes, key: bytes | None, headers: Any = None) -> None:
+    def send(self, value: bytes, key: bytes | None) -> None:
         while True:
             try:
-                self.producer.produce(self.topic, value, key, headers=headers, on_delivery=self._delivered)
+                self.producer.produce(self.topic, value, key, on_delivery=self._delivered)
                 break
             except BufferError:
                 self.producer.poll(0.05)  # the local queue is full: serve deliveries (back-pressure)
@@ -162,56 +164,39 @@ def backfill_topic(
 ) -> BackfillResult:
     """Send the records of topic ``source`` from ``start`` (default: its beginning) up to, not
     including, ``end`` (default: its end when the backfill starts), partition by partition in
-    offset order, keeping keys and headers.
+    offset order, keeping their keys.
 
-    The source is read with ``read_committed``; the reader never joins a group nor commits.
-    Raises :class:`~stream_scorer.exceptions.ConfigError` if the source is the transactions topic
-    itself (the records would come back forever) or does not exist.
+    The source is read as a restore reads the changelog (:func:`~stream_scorer.state.changelog.read_partition`:
+    committed records only, no group joined, nothing committed). Raises
+    :class:`~stream_scorer.exceptions.ConfigError` if the source is the transactions topic itself
+    (the records would come back forever) or does not exist.
     """
     if source == settings.topics.transactions:
         raise ConfigError(f"backfill: the source {source!r} is the transactions topic it would write to")
     n = partition_count(settings, source)
     if n == 0:
         raise ConfigError(f"backfill: the source topic {source!r} does not exist")
+    parts = list(range(n))
     consumer = make_consumer(settings, group_id=f"{settings.group_id}-backfill")
-    sender = _Sender(settings)
     try:
-        parts = list(range(n))
-        first = _resolve(consumer, source, parts, start, 0)
-        stop = _resolve(consumer, source, parts, end, 1)
-        todo = {p: s for p, f, s in zip(parts, first, stop, strict=True) if s > f}
-        total = sum(todo[p] - f for p, f in zip(parts, first, strict=True) if p in todo)
-        if todo:
-            consumer.assign([TopicPartition(source, p, f) for p, f in zip(parts, first, strict=True) if p in todo])
-        with progress_bar(total, "backfill", "records", progress) as bar:
-            while todo:
-                msgs = consumer.consume(500, 1.0)
-                for msg in msgs:
-                    err = msg.error()
-                    if err is not None:
-                        if err.fatal():
-                            raise KafkaException(err)
-                        logger.warning("backfill: reading %s: %s", source, err)
-                        continue
-                    p, o = msg.partition(), msg.offset()
-                    stop_at = todo.get(p)  # type: ignore[arg-type]
-                    if stop_at is None or o is None or o >= stop_at:
-                        continue
-                    sender.send(msg.value() or b"", msg.key(), msg.headers())
-                    if o + 1 >= stop_at:
-                        del todo[p]  # type: ignore[arg-type]
-                        consumer.pause([TopicPartition(source, p)])  # type: ignore[arg-type]
-                if bar is not None:
-                    bar.update(len(msgs))
-                # A transaction marker or an aborted record can sit at a range's last offsets:
-                # a partition whose position passed its end is done.
-                if todo:
-                    for tp in consumer.position([TopicPartition(source, p) for p in todo]):
-                        if tp.offset >= todo[tp.partition]:
-                            del todo[tp.partition]
-                            consumer.pause([tp])
+        firsts = _resolve(consumer, source, parts, start, 0)
+        stops = _resolve(consumer, source, parts, end, 1)
     finally:
         consumer.close()
+    ranges = list(zip(parts, firsts, stops, strict=True))
+    sender = _Sender(settings)
+    with progress_bar(sum(max(0, e - b) for _, b, e in ranges), "backfill", "records", progress) as bar:
+
+        def send(key: bytes, value: bytes | None) -> None:
+            sender.send(value or b"", key or None)
+            if bar is not None and sender.result.sent % 1000 == 0:
+                bar.update(1000)
+
+        for p, first, stop in ranges:
+            if stop > first:
+                read_partition(settings, p, first, send, timeout_s=math.inf, topic=source, end=stop)
+        if bar is not None:
+            bar.update(sender.result.sent % 1000)
     return sender.finish()
 
 

@@ -431,7 +431,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="send past transactions (a JSON Lines file or a topic range) through the live workers",
         description="Send past transactions to the transactions topic, keyed by card, for the running"
         " workers to score as any other (decoding and dead letters, features, learning, exactly-once)."
-        " A file's lines go out as they are; a topic range keeps its records' keys and headers.",
+        " A file's lines go out as they are; a topic range keeps its records' keys.",
     )
     _common(p)
     p.add_argument("input", nargs="?", help="transactions, one JSON object a line, in event order")
