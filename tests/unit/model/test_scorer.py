@@ -224,3 +224,25 @@ def test_restored_models_forget_what_they_learned_after_the_save(transactions, k
         if kind == "logreg":
             assert a["challenger_score"] == b["challenger_score"]
     assert twice.champion.state() == once.champion.state()
+
+
+@pytest.mark.slow
+def test_after_warm_up_the_model_ranks_the_simulated_fraud_well_above_chance():
+    """Predict then learn on a simulated stream with learnable fraud (bursts on stolen cards,
+    compromised merchants, odd amounts): once warmed up, the champion ranks fraud far above
+    chance, where the same features with a model that never learns rank at chance."""
+    from stream_scorer.backtest import average_precision, roc_auc
+    from stream_scorer.simulate import Simulator
+
+    events = [Transaction.model_validate(e) for e in Simulator(seed=5).take(12_000)]
+    labels = [bool(t.is_fraud) for t in events]
+    warm_up = 4_000
+    for frozen, check in ((False, "learns"), (True, "never learns")):
+        s = Scorer(frozen=frozen)
+        scores = [s.score(t)["score"] for t in events]
+        y, p = labels[warm_up:], scores[warm_up:]
+        auc, ap, rate = roc_auc(y, p), average_precision(y, p), sum(y) / len(y)
+        if check == "learns":
+            assert auc > 0.9 and ap > 10 * rate, (auc, ap, rate)
+        else:
+            assert auc == pytest.approx(0.5) and ap < 2 * rate, (auc, ap, rate)
