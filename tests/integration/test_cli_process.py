@@ -14,7 +14,7 @@ import orjson
 import pytest
 
 from stream_scorer.simulate import Simulator, shifted_to
-from tests.kafka_helpers import committed_total, produce_events, read_all, worker_env
+from tests.kafka_helpers import committed_total, produce, produce_events, read_all, worker_env
 
 pytestmark = [pytest.mark.integration]
 
@@ -55,6 +55,47 @@ def test_signal_finishes_the_batch_commits_and_exits_zero(make_settings, tmp_pat
     assert _committed(settings) == len(events)
     scores = read_all(settings, settings.topics.scores, expected=len(events))
     assert len({orjson.loads(m.value())["transaction_id"] for m in scores}) == len(events)
+
+
+@pytest.mark.slow
+def test_card_numbers_never_reach_the_logs(make_settings, tmp_path):
+    """At DEBUG, with events the worker scores and events it dead-letters (whose reasons quote
+    their bad values), no card number appears anywhere in the worker's log."""
+    from datetime import UTC, datetime, timedelta
+
+    settings = make_settings()
+    events = shifted_to(Simulator(seed=6).take(1_000), datetime.now(UTC) - timedelta(hours=1))
+    cards = {e["card_id"] for e in events}
+    bad = [
+        {**events[0], "transaction_id": "bad-amount", "amount": -1.0},
+        {**events[1], "transaction_id": "bad-currency", "currency": "XYZ"},
+        {**events[2], "transaction_id": "bad-card", "card_id": 12345678},
+    ]
+    produce_events(settings, events)
+    produce(settings, [(str(e["card_id"]).encode(), orjson.dumps(e)) for e in bad])
+    produce(settings, [(events[3]["card_id"].encode(), orjson.dumps(events[3]))])  # a duplicate
+    log = tmp_path / "worker.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            [*CLI, "run"], env=_env(settings, STREAM_SCORER_LOG_LEVEL="DEBUG", STREAM_SCORER_LOG_FORMAT="json"),
+            stdout=out, stderr=subprocess.STDOUT,
+        )
+        try:
+            deadline = time.monotonic() + 90
+            while _committed(settings) < len(events) + len(bad) + 1:
+                assert proc.poll() is None, log.read_text()[-3000:]
+                assert time.monotonic() < deadline, "worker did not commit every record in 90s"
+                time.sleep(0.5)
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(60) == 0, log.read_text()[-3000:]
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    text = log.read_text()
+    assert "worker stopped" in text and "'dead_letters': 4" in text
+    assert all(orjson.loads(line) for line in text.splitlines()), "every log line is a JSON object"
+    leaked = [c for c in cards | {"12345678"} if c in text]
+    assert not leaked, f"card numbers in the log: {leaked[:5]}"
 
 
 @pytest.mark.parametrize(
