@@ -14,15 +14,17 @@ demo: $(STAMP)
 test: $(STAMP) kafka tools
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+APT_TOOLS := env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends docker-compose prometheus >/dev/null
+
 ## tools: Debian's docker-compose and prometheus (promtool) for the compose checks, when apt can
 ## install them (root, or passwordless sudo); without them those tests skip and say so.
 tools:
 	@if command -v docker-compose >/dev/null && command -v promtool >/dev/null; then :; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends docker-compose prometheus >/dev/null || \
+	  $(APT_TOOLS) || { apt-get update -q >/dev/null && $(APT_TOOLS); } || \
 	  echo "note: could not install docker-compose/prometheus; their tests will skip"; \
 	elif sudo -n true 2>/dev/null; then \
-	  sudo -n env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends docker-compose prometheus >/dev/null || \
+	  sudo -n $(APT_TOOLS) || { sudo -n apt-get update -q >/dev/null && sudo -n $(APT_TOOLS); } || \
 	  echo "note: could not install docker-compose/prometheus; their tests will skip"; \
 	else echo "note: docker-compose/promtool missing and apt not usable; their tests will skip"; fi
 

@@ -67,10 +67,13 @@ from stream_scorer.worker_metrics import WorkerMetrics
 
 logger = logging.getLogger(__name__)
 
-TXN_TIMEOUT_S = 60.0
+TXN_BROKER_TIMEOUT_MS = 30_000
+"""``transaction.timeout.ms``: the coordinator aborts a transaction left open longer than this."""
+TXN_TIMEOUT_S = TXN_BROKER_TIMEOUT_MS / 1000
 """How long a transaction call may take before it is retried (the broker may be away)."""
-TXN_WEDGED_S = 2 * TXN_TIMEOUT_S
-"""A transaction call still running after this long is stuck, not slow."""
+TXN_WEDGED_S = TXN_TIMEOUT_S + 15.0
+"""A transaction call still running after this long is stuck, not slow: it has outlived its own
+timeout, and the coordinator has aborted its transaction by then anyway."""
 CONSUMER_REJOIN_S = 45.0
 """A consumer that lost its partitions and has none back after this long is replaced."""
 
@@ -229,7 +232,7 @@ class Worker:
         extra: dict[str, Any] = {"error_cb": self._on_client_error}
         if self.eos:
             extra["transactional.id"] = f"{s.group_id}-{s.instance_id}"
-            extra["transaction.timeout.ms"] = 30_000
+            extra["transaction.timeout.ms"] = TXN_BROKER_TIMEOUT_MS
         self._producer = producer = make_producer(s, **extra)
         self._cluster_was_down = False
         if self.eos:
@@ -625,11 +628,13 @@ class Worker:
             return
         try:
             if offsets:
+                # The group metadata is read here, on the thread that polls the consumer, not in
+                # the helper: inside a rebalance callback (a commit on revoke), asking for it from
+                # another thread can wait on the rebalance that is waiting on us.
+                group = consumer.consumer_group_metadata()
                 self._retrying(
                     "send_offsets_to_transaction",
-                    lambda: producer.send_offsets_to_transaction(
-                        offsets, consumer.consumer_group_metadata(), TXN_TIMEOUT_S
-                    ),
+                    lambda: producer.send_offsets_to_transaction(offsets, group, TXN_TIMEOUT_S),
                 )
             self._retrying("commit_transaction", lambda: producer.commit_transaction(TXN_TIMEOUT_S))
             self.stats.commits += 1

@@ -112,4 +112,7 @@ def test_workers_join_and_leave_mid_stream(make_settings):
         time.sleep(0.2)
     b.stop()
     assert b.worker.stats.scored > 0 and a.worker.stats.scored > 0
+    # A rebalance commits what was processed (the revoke's commit, from inside the rebalance
+    # callback); it never needs to abandon a transaction.
+    assert a.worker.stats.aborts == 0 and b.worker.stats.aborts == 0, (a.worker.stats, b.worker.stats)
     _assert_exactly_once_with_reference_features(settings, events)
