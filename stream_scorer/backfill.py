@@ -8,9 +8,9 @@ offline replay. Two sources:
 - a JSON Lines file, one transaction a line: each line's bytes go out as they are, keyed by the
   line's ``card_id``; a line that is not a valid transaction still goes out, and the worker
   dead-letters it with its reason, so nothing is dropped on the way;
-- a range of another topic (an archive, a mirror of another cluster, a re-run of the transactions
-  topic itself into a second group's input): the records between two offsets, or two times, of
-  each of its partitions, with their keys.
+- a range of another topic (an archive, a mirror of another cluster, another deployment's
+  transactions topic; never this deployment's own): the records between two offsets, or two
+  times, of each of its partitions, with their keys.
 
 :func:`wait_committed` then follows the worker group's committed offsets until they pass the last
 record sent on each partition: every backfilled record has a committed score or dead letter.
@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from confluent_kafka import OFFSET_END, KafkaError, KafkaException, Message, TopicPartition
+from confluent_kafka import KafkaError, KafkaException, Message, TopicPartition
 
 from stream_scorer.config import Settings
 from stream_scorer.exceptions import ConfigError, StreamScorerError
@@ -148,11 +148,9 @@ def _resolve(consumer: Any, topic: str, partitions: list[int], at: Position | No
         return [min(max(at, low), high) for low, high in marks]
     ms = int(at.timestamp() * 1000)
     found = consumer.offsets_for_times([TopicPartition(topic, p, ms) for p in partitions], timeout=30)
-    # No record at or after the time: the range starts (or ends) at the partition's end.
-    return [
-        tp.offset if tp.offset >= 0 and tp.offset != OFFSET_END else high
-        for tp, (_, high) in zip(found, marks, strict=True)
-    ]
+    # No record at or after the time (offset -1, OFFSET_END): the range starts or ends at the
+    # partition's end.
+    return [tp.offset if tp.offset >= 0 else high for tp, (_, high) in zip(found, marks, strict=True)]
 
 
 def backfill_topic(
