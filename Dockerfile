@@ -3,6 +3,8 @@
 FROM python:3.11-slim AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src
+# a C compiler for the hot path's loops (stream_scorer/model/_kernels.c); the runtime image has none
+RUN apt-get update && apt-get install -y --no-install-recommends gcc libc6-dev && rm -rf /var/lib/apt/lists/*
 # README.md is named by pyproject.toml (the glob keeps the build working without it)
 COPY pyproject.toml README.m[d] ./
 COPY stream_scorer ./stream_scorer

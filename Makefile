@@ -2,7 +2,8 @@
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
-STAMP  := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
+# Reinstalled when pyproject.toml or a C source changes (the editable install compiles the C).
+STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml stream_scorer/*/_*.c | cksum | cut -d' ' -f1)
 
 .PHONY: demo test test-fast lint kafka tools clean
 

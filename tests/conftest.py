@@ -50,11 +50,15 @@ def kafka_bootstrap() -> Iterator[str]:
         yield kafka.bootstrap_servers
 
 
+KEPT_ENV = ("STREAM_SCORER_KAFKA_CACHE", "STREAM_SCORER_KAFKA_VERSION", "STREAM_SCORER_PURE_PYTHON")
+"""Not settings: where the broker's jars are, and whether the hot path runs its Python loops."""
+
+
 @pytest.fixture(autouse=True)
 def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
     """Settings in the developer's environment must not leak into tests."""
     for key in list(os.environ):
-        if key.startswith("STREAM_SCORER_") and key not in ("STREAM_SCORER_KAFKA_CACHE", "STREAM_SCORER_KAFKA_VERSION"):
+        if key.startswith("STREAM_SCORER_") and key not in KEPT_ENV:
             monkeypatch.delenv(key)
 
 

@@ -5,7 +5,7 @@ The state stays in River's own scaler (``counts``, ``means``, ``vars``), so Rive
 format. :meth:`Scaling.learn` does what ``StandardScaler.learn_one`` then ``transform_one`` do, with
 the same arithmetic in the same order (so the same floats), in one loop that also returns the
 scaled values; the standard deviation of each feature is kept up to date there, so that scoring
-does not take a square root per feature per event.
+does not take a square root per feature per event. The loops are :mod:`.kernels`' (in C when built).
 
 Champion and challenger logistic regressions that started together see the same features in the
 same order, so their scalers stay equal: they can share one :class:`Scaling` and learn it once per
@@ -23,6 +23,8 @@ from __future__ import annotations
 import copy
 
 from river import preprocessing
+
+from stream_scorer.model import kernels
 
 
 class Scaling:
@@ -57,34 +59,11 @@ class Scaling:
 
         A feature without variance scales to 0, as in River.
         """
-        counts, means, vars_, std = self.scaler.counts, self.scaler.means, self.scaler.vars, self.std
-        out: list[float] = []
-        append = out.append
-        for i, xi in x.items():
-            n = counts[i] + 1
-            counts[i] = n
-            old = means[i]  # subscripts: faster than .get on Counter and defaultdict
-            d = xi - old
-            m = means[i] = old + d / n
-            e = xi - m
-            v = vars_[i]
-            v = vars_[i] = v + (d * e - v) / n
-            if v:
-                s = std[i] = v**0.5
-                append(e / s)
-            else:
-                std[i] = 0.0
-                append(0.0)
-        return out
+        sc = self.scaler
+        return kernels.scale_learn(x, sc.counts, sc.means, sc.vars, self.std)
 
     def transform(self, x: dict[str, float]) -> list[float | None]:
         """``x`` scaled as ``transform_one`` would, as a list in the order of ``x``, with ``None``
         where a feature has no variance (River's 0, told apart from a value at its mean, so that
         scoring can skip it as :meth:`OnlineLogit.score` does). Reads only."""
-        means, std = self.scaler.means, self.std
-        out: list[float | None] = []
-        append = out.append
-        for i, xi in x.items():
-            s = std.get(i)
-            append((xi - means[i]) / s if s else None)
-        return out
+        return kernels.scale_transform(x, self.scaler.means, self.std)

@@ -1,0 +1,159 @@
+"""The model's per-event loops: in C when the extension ``_kernels`` is built, else in Python.
+
+Each loop walks a feature dict ``x`` once, reading and writing River's own dicts (the scaler's
+``counts``, ``means``, ``vars``, the kept ``std``, the weights). The C versions do the same
+arithmetic in the same order as the Python ones here, so the floats and the dicts come out the
+same (``tests/unit/model/test_kernels.py`` holds them equal); the Python ones are the reference,
+and the fallback where no C compiler built the extension. ``NATIVE`` says which is in use;
+``STREAM_SCORER_PURE_PYTHON=1`` in the environment chooses Python.
+
+The scaled values are lists in the order of ``x``; ``None`` marks a feature without variance
+where scoring skips it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from typing import Any
+
+Reasons = list[tuple[str, float]]
+
+
+def py_scale_learn(
+    x: dict[str, float], counts: Any, means: Any, vars_: Any, std: dict[str, float]
+) -> list[float]:
+    """``StandardScaler.learn_one`` then ``transform_one``, keeping ``std`` (see Scaling.learn)."""
+    out: list[float] = []
+    append = out.append
+    for i, xi in x.items():
+        n = counts.get(i, 0) + 1
+        counts[i] = n
+        old = means.get(i, 0.0)
+        d = xi - old
+        m = means[i] = old + d / n
+        e = xi - m
+        v = vars_.get(i, 0.0)
+        v = vars_[i] = v + (d * e - v) / n
+        if v:
+            s = std[i] = v**0.5
+            append(e / s)
+        else:
+            std[i] = 0.0
+            append(0.0)
+    return out
+
+
+def py_scale_transform(
+    x: dict[str, float], means: Any, std: dict[str, float]
+) -> list[float | None]:
+    """``x`` scaled by the statistics; ``None`` where a feature has no variance. Reads only."""
+    out: list[float | None] = []
+    append = out.append
+    get = means.get
+    for i, xi in x.items():
+        s = std.get(i)
+        append((xi - get(i, 0.0)) / s if s else None)
+    return out
+
+
+def py_contributions(
+    x: dict[str, float],
+    scaled: list[float | None],
+    weights: dict[str, float],
+    intercept: float,
+    want_reasons: bool,
+) -> tuple[float, Reasons]:
+    """The logit (``intercept`` plus weight times scaled value) and, if wanted, the positive
+    contributions as (feature, contribution) in the order of ``x``."""
+    get = weights.get
+    z = intercept
+    positive: Reasons = []
+    for name, v in zip(x, scaled, strict=True):
+        if v is None:
+            continue
+        c = get(name, 0.0) * v
+        z += c
+        if want_reasons and c > 0.0:
+            positive.append((name, c))
+    return z, positive
+
+
+def py_contributions_raw(
+    x: dict[str, float],
+    means: Any,
+    std: dict[str, float],
+    weights: dict[str, float],
+    intercept: float,
+    want_reasons: bool,
+) -> tuple[float, Reasons]:
+    """:func:`py_contributions` of ``x`` scaled on the fly (no list of scaled values)."""
+    get = weights.get
+    z = intercept
+    positive: Reasons = []
+    for name, value in x.items():
+        s = std.get(name)
+        if not s:
+            continue  # River scales a feature without variance to 0
+        c = get(name, 0.0) * ((value - means.get(name, 0.0)) / s)
+        z += c
+        if want_reasons and c > 0.0:
+            positive.append((name, c))
+    return z, positive
+
+
+def py_dot(x: dict[str, float], scaled: list[float], weights: dict[str, float]) -> float:
+    """The weights' dot product with the scaled ``x`` (unseen features weigh 0)."""
+    get = weights.get
+    z = 0.0
+    for name, v in zip(x, scaled, strict=True):
+        z += get(name, 0.0) * v
+    return z
+
+
+def py_sgd_step(
+    x: dict[str, float],
+    scaled: list[float],
+    weights: dict[str, float],
+    g: float,
+    lr: float,
+    l2: float,
+) -> None:
+    """Each weight of a feature in ``x`` moves by ``lr`` times its gradient: scaled value times
+    the loss gradient ``g``, plus ``l2`` times the weight (River's SGD step, its expressions)."""
+    get = weights.get
+    if l2:
+        for name, v in zip(x, scaled, strict=True):
+            wi = get(name, 0.0)
+            weights[name] = wi - (v * g + wi * l2) * lr
+    else:
+        for name, v in zip(x, scaled, strict=True):
+            weights[name] = get(name, 0.0) - v * g * lr
+
+
+def _native() -> Any:
+    if os.environ.get("STREAM_SCORER_PURE_PYTHON", "") not in ("", "0"):
+        return None
+    try:
+        from stream_scorer.model import _kernels
+    except ImportError:
+        return None
+    return _kernels
+
+
+_c = _native()
+NATIVE: bool = _c is not None
+"""Whether the C loops are in use."""
+
+scale_learn: Callable[..., list[float]] = _c.scale_learn if _c else py_scale_learn
+scale_transform: Callable[..., list[float | None]] = (
+    _c.scale_transform if _c else py_scale_transform
+)
+contributions: Callable[..., tuple[float, Reasons]] = (
+    _c.contributions if _c else py_contributions
+)
+contributions_raw: Callable[..., tuple[float, Reasons]] = (
+    _c.contributions_raw if _c else py_contributions_raw
+)
+dot: Callable[..., float] = _c.dot if _c else py_dot
+sgd_step: Callable[..., None] = _c.sgd_step if _c else py_sgd_step

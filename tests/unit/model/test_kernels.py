@@ -1,0 +1,106 @@
+"""The C loops of the model give exactly the floats and dicts of the Python reference loops."""
+
+from __future__ import annotations
+
+import copy
+import math
+import os
+from collections import Counter, defaultdict
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from stream_scorer.model import kernels
+
+try:
+    from stream_scorer.model import _kernels  # type: ignore[attr-defined]
+except ImportError:  # pragma: no cover - the README's install builds it
+    _kernels = None
+
+requires_c = pytest.mark.skipif(
+    _kernels is None and bool(os.environ.get("STREAM_SCORER_PURE_PYTHON")),
+    reason="C kernels not built and STREAM_SCORER_PURE_PYTHON set",
+)
+
+NAMES = [f"f{i}" for i in range(8)]
+finite = st.floats(min_value=-1e6, max_value=1e6, allow_nan=False, allow_infinity=False)
+# Feature dicts: any subset of the names in any order, some values repeated (no variance).
+feature_dicts = st.lists(
+    st.dictionaries(st.sampled_from(NAMES), st.one_of(finite, st.sampled_from([0.0, 1.0, 3.0]))),
+    min_size=1,
+    max_size=30,
+)
+
+
+def fresh() -> dict[str, Any]:
+    return {"counts": Counter(), "means": defaultdict(float), "vars": defaultdict(float), "std": {}}
+
+
+def same(a: Any, b: Any) -> bool:
+    """Equal floats bit for bit (a NaN equals a NaN), dicts with their key order."""
+    if isinstance(a, dict):
+        return list(a) == list(b) and all(same(a[k], b[k]) for k in a)
+    if isinstance(a, (list, tuple)):
+        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b, strict=True))
+    if isinstance(a, float) and isinstance(b, float):
+        return (math.isnan(a) and math.isnan(b)) or (a == b and math.copysign(1, a) == math.copysign(1, b))
+    return type(a) is type(b) and a == b
+
+
+def test_native_kernels_are_built_and_in_use() -> None:
+    """The README's install compiles the extension; a silent fall back to Python would cost the
+    hot path several times its speed."""
+    if os.environ.get("STREAM_SCORER_PURE_PYTHON"):
+        pytest.skip("STREAM_SCORER_PURE_PYTHON is set")
+    assert _kernels is not None, "stream_scorer.model._kernels is not built: reinstall with a C compiler"
+    assert kernels.NATIVE and kernels.scale_learn is _kernels.scale_learn
+
+
+@requires_c
+@settings(max_examples=200, deadline=None)
+@given(stream=feature_dicts, lr=st.sampled_from([0.01, 0.5]), l2=st.sampled_from([0.0, 1e-3]),
+       intercept=finite, gs=st.lists(st.floats(-1.0, 1.0), min_size=30, max_size=30))
+def test_c_loops_equal_python_loops(
+    stream: list[dict[str, float]], lr: float, l2: float, intercept: float, gs: list[float]
+) -> None:
+    py, c = fresh(), fresh()
+    w_py: dict[str, float] = {}
+    w_c: dict[str, float] = {}
+    for x, g in zip(stream, gs, strict=False):
+        # reading first (the model scores before it learns), then learning
+        t_py = kernels.py_scale_transform(x, py["means"], py["std"])
+        t_c = _kernels.scale_transform(x, c["means"], c["std"])
+        assert same(t_py, t_c)
+        for want in (True, False):
+            assert same(kernels.py_contributions(x, t_py, w_py, intercept, want),
+                        _kernels.contributions(x, t_c, w_c, intercept, want))
+            assert same(kernels.py_contributions_raw(x, py["means"], py["std"], w_py, intercept, want),
+                        _kernels.contributions_raw(x, c["means"], c["std"], w_c, intercept, want))
+        s_py = kernels.py_scale_learn(x, py["counts"], py["means"], py["vars"], py["std"])
+        s_c = _kernels.scale_learn(x, c["counts"], c["means"], c["vars"], c["std"])
+        assert same(s_py, s_c)
+        assert same(kernels.py_dot(x, s_py, w_py), _kernels.dot(x, s_c, w_c))
+        kernels.py_sgd_step(x, s_py, w_py, g, lr, l2)
+        _kernels.sgd_step(x, s_c, w_c, g, lr, l2)
+        assert same(w_py, w_c)
+        for k in ("counts", "means", "vars", "std"):
+            assert same(dict(py[k]), dict(c[k])), k
+
+
+@requires_c
+def test_c_loops_refuse_bad_input() -> None:
+    stats = fresh()
+    before = copy.deepcopy(stats)
+    with pytest.raises(TypeError):
+        _kernels.scale_learn({"a": "x"}, stats["counts"], stats["means"], stats["vars"], stats["std"])
+    assert dict(stats["means"]) == dict(before["means"])
+    with pytest.raises(TypeError):
+        _kernels.scale_learn([1.0], stats["counts"], stats["means"], stats["vars"], stats["std"])
+    with pytest.raises(ValueError, match="scaled values"):
+        _kernels.dot({"a": 1.0, "b": 2.0}, [1.0], {})
+    with pytest.raises(ValueError, match="scaled values"):
+        _kernels.sgd_step({"a": 1.0}, [], {}, 0.1, 0.1, 0.0)
+    with pytest.raises(TypeError):
+        _kernels.contributions({"a": 1.0}, ["no"], {"a": 1.0}, 0.0, True)
