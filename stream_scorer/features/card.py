@@ -15,14 +15,20 @@ Layout, little-endian:
 ====================  ==========================================================================
 
 Features are read from the state as it stood before the event, then the event is folded in.
+:meth:`CardLayout.py_update` is the reference; the C extension ``_kernels`` does the same on the same
+bytes with the same floats (a test holds them equal) and is used when built, unless
+``STREAM_SCORER_PURE_PYTHON=1``.
 """
 
 from __future__ import annotations
 
 import math
+import os
 import struct
 import zlib
 from array import array
+from collections.abc import Callable
+from typing import Any
 
 from stream_scorer.features.catalog import (
     CARD_WINDOWS,
@@ -42,6 +48,21 @@ _MAX_COUNT = 65_535
 _MAX_AGE = 255
 """The oldest "hour seen before" kept: the next event is at most an hour before the latest (grace
 <= 1 h), so a previous hour older than 255 h is outside every window (24 h, 7 d) for good."""
+
+
+def _native() -> Any:
+    if os.environ.get("STREAM_SCORER_PURE_PYTHON", "") not in ("", "0"):
+        return None
+    try:
+        from stream_scorer.features import _kernels
+    except ImportError:
+        return None
+    return _kernels
+
+
+_c = _native()
+NATIVE: bool = _c is not None
+"""Whether cards are updated by the C kernel."""
 
 
 def merchant_hash(merchant_id: str) -> int:
@@ -81,6 +102,42 @@ class CardLayout:
             for lv in self.levels
         )
 
+        self.update: Callable[[bytearray, float, float, int, dict[str, float]], bool] = (
+            self.native_updater().update if _c is not None else self.py_update
+        )
+        """Write the card's features of this event into ``x``, fold the event in; True if late
+        (:meth:`py_update`, in C when built)."""
+
+    def native_updater(self) -> Any:
+        """The C kernel (``_kernels.CardUpdater``) for this layout; ImportError if not built."""
+        if _c is None:
+            raise ImportError("stream_scorer.features._kernels is not built (or not in use)")
+        levels = tuple(
+            (bucket_s, span, slots, off, *names)
+            for bucket_s, span, slots, off, _end, *names in self._level_params
+        )
+        offsets = (
+            self.n_buckets, self.counts_at, self.values_at, self.merchants_at, self.ages_at, self.size
+        )
+        constants = (
+            MERCHANT_MEMORY_BUCKET_S,
+            DISTINCT_MERCHANTS_HOURS,
+            NEW_MERCHANT_HOURS,
+            NO_PREVIOUS_S,
+            RATIO_CLIP,
+            Z_CLIP,
+            STD_FLOOR,
+        )
+        names = (
+            "card_log_count",
+            "card_log_seconds_since_prev",
+            "card_amount_ratio",
+            "card_amount_z",
+            "card_24h_log_distinct_merchants",
+            "card_merchant_new",
+        )
+        return _c.CardUpdater(self.grace_s, levels, offsets, self.merchant_slots, constants, names)
+
     def describe(self) -> str:
         """A string that changes whenever the layout does (it is part of the state fingerprint)."""
         lv = ",".join(f"{x.name}:{x.width_s:g}/{x.bucket_s:g}x{x.slots}" for x in self.levels)
@@ -96,7 +153,7 @@ class CardLayout:
         latest, count, _, _ = HEADER.unpack_from(buf, 0)
         return latest if count else -math.inf
 
-    def update(
+    def py_update(
         self, buf: bytearray, amount: float, ts: float, mhash: int, x: dict[str, float]
     ) -> bool:
         """Write the card's features of this event into ``x``, fold the event in; True if late."""

@@ -1,0 +1,481 @@
+/* A card's per-event update in C: CardLayout.py_update (stream_scorer/features/card.py) on the
+ * same bytes, with the same arithmetic in the same order, so the same features and the same buffer
+ * (tests hold the two equal on random streams). The layout comes from CardLayout, once.
+ *
+ * Python semantics kept on purpose: float floor division as CPython does it (fmod based), int
+ * modulo that is never negative, float32 buckets read as doubles and stored rounded, plain double
+ * sums, log1p/sqrt of the C library that Python's math module calls. Built with
+ * -ffp-contract=off: a fused multiply-add would round differently from Python.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
+#error "the card layout is little-endian; this kernel reads it natively"
+#endif
+
+#define MAX_LEVELS 8
+#define MAX_COUNT 65535
+#define MAX_AGE 255
+
+typedef struct {
+    double bucket_s;
+    long long span, slots, off;
+    PyObject *n_count, *n_sum, *n_mean, *n_max;
+} Level;
+
+typedef struct {
+    PyObject_HEAD
+    double grace_s;
+    int n_levels;
+    Level levels[MAX_LEVELS];
+    Py_ssize_t nb, counts_at, values_at, merchants_at, ages_at, size;
+    int kslots;
+    double memory_bucket_s, no_previous_s, ratio_clip, z_clip, std_floor;
+    long long distinct_hours, new_hours;
+    PyObject *k_count, *k_since, *k_ratio, *k_z, *k_distinct, *k_new;
+} CardUpdater;
+
+/* CPython's float floor division (Objects/floatobject.c, _float_div_mod), bit for bit */
+static double
+py_floordiv(double vx, double wx)
+{
+    double mod = fmod(vx, wx);
+    double div = (vx - mod) / wx;
+    if (mod) {
+        if ((wx < 0) != (mod < 0)) {
+            mod += wx;
+            div -= 1.0;
+        }
+    }
+    double floordiv;
+    if (div) {
+        floordiv = floor(div);
+        if (div - floordiv > 0.5)
+            floordiv += 1.0;
+    } else {
+        floordiv = copysign(0.0, vx / wx);
+    }
+    return floordiv;
+}
+
+static inline long long
+py_mod(long long a, long long b)
+{
+    long long r = a % b;
+    return r < 0 ? r + b : r;
+}
+
+static int
+set_double(PyObject *d, PyObject *key, double value)
+{
+    PyObject *f = PyFloat_FromDouble(value);
+    if (f == NULL)
+        return -1;
+    int rc = PyDict_SetItem(d, key, f);
+    Py_DECREF(f);
+    return rc;
+}
+
+static void
+card_dealloc(CardUpdater *self)
+{
+    for (int i = 0; i < self->n_levels; i++) {
+        Py_XDECREF(self->levels[i].n_count);
+        Py_XDECREF(self->levels[i].n_sum);
+        Py_XDECREF(self->levels[i].n_mean);
+        Py_XDECREF(self->levels[i].n_max);
+    }
+    Py_XDECREF(self->k_count);
+    Py_XDECREF(self->k_since);
+    Py_XDECREF(self->k_ratio);
+    Py_XDECREF(self->k_z);
+    Py_XDECREF(self->k_distinct);
+    Py_XDECREF(self->k_new);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+/* CardUpdater(grace_s, levels, offsets, merchant_slots, constants, names)
+ *   levels:    ((bucket_s, span, slots, offset, count_name, sum_name, mean_name, max_name), ...)
+ *   offsets:   (n_buckets, counts_at, values_at, merchants_at, ages_at, size)
+ *   constants: (memory_bucket_s, distinct_hours, new_hours, no_previous_s, ratio_clip, z_clip,
+ *               std_floor)
+ *   names:     (count, seconds_since_prev, amount_ratio, amount_z, distinct_merchants,
+ *               merchant_new) feature names */
+static int
+card_init(CardUpdater *self, PyObject *args, PyObject *kwds)
+{
+    if (self->n_levels || self->k_count) {
+        PyErr_SetString(PyExc_TypeError, "CardUpdater is initialised once");
+        return -1;
+    }
+    PyObject *levels, *names[6];
+    if (!PyArg_ParseTuple(args, "dO!(nnnnnn)i(dLLdddd)(UUUUUU)", &self->grace_s, &PyTuple_Type,
+                          &levels, &self->nb, &self->counts_at, &self->values_at,
+                          &self->merchants_at, &self->ages_at, &self->size, &self->kslots,
+                          &self->memory_bucket_s, &self->distinct_hours, &self->new_hours,
+                          &self->no_previous_s, &self->ratio_clip, &self->z_clip,
+                          &self->std_floor, &names[0], &names[1], &names[2], &names[3],
+                          &names[4], &names[5]))
+        return -1;
+    self->k_count = Py_NewRef(names[0]);
+    self->k_since = Py_NewRef(names[1]);
+    self->k_ratio = Py_NewRef(names[2]);
+    self->k_z = Py_NewRef(names[3]);
+    self->k_distinct = Py_NewRef(names[4]);
+    self->k_new = Py_NewRef(names[5]);
+    Py_ssize_t n = PyTuple_GET_SIZE(levels);
+    if (n < 1 || n > MAX_LEVELS) {
+        PyErr_Format(PyExc_ValueError, "between 1 and %d levels, not %zd", MAX_LEVELS, n);
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        Level *lv = &self->levels[i];
+        PyObject *nm[4];
+        if (!PyArg_ParseTuple(PyTuple_GET_ITEM(levels, i), "dLLLUUUU", &lv->bucket_s, &lv->span,
+                              &lv->slots, &lv->off, &nm[0], &nm[1], &nm[2], &nm[3]))
+            return -1;
+        if (lv->bucket_s <= 0.0 || lv->slots < 1 || lv->span < 1 || lv->off < 0 ||
+            lv->off + lv->slots > self->nb) {
+            PyErr_SetString(PyExc_ValueError, "a level does not fit the ring");
+            return -1;
+        }
+        lv->n_count = Py_NewRef(nm[0]);
+        lv->n_sum = Py_NewRef(nm[1]);
+        lv->n_mean = Py_NewRef(nm[2]);
+        lv->n_max = Py_NewRef(nm[3]);
+        self->n_levels = (int)(i + 1);
+    }
+    if (self->kslots < 1 || self->counts_at < 32 || self->values_at < self->counts_at + 2 * self->nb ||
+        self->merchants_at < self->values_at + 8 * self->nb ||
+        self->ages_at < self->merchants_at + 8 * (Py_ssize_t)self->kslots ||
+        self->size < self->ages_at + self->kslots || self->memory_bucket_s <= 0.0) {
+        PyErr_SetString(PyExc_ValueError, "offsets do not describe a card layout");
+        return -1;
+    }
+    return 0;
+}
+
+static int
+remember(CardUpdater *self, char *b, long long hours, uint32_t mhash, PyObject *x)
+{
+    int K = self->kslots;
+    uint32_t *mem = (uint32_t *)(b + self->merchants_at); /* hashes [0, K), hours [K, 2K) */
+    uint32_t *lasts = mem + K;
+    uint8_t *ages = (uint8_t *)(b + self->ages_at);
+    int used = K;
+    if (mem[K - 1] == 0) { /* the used slots are a prefix */
+        used = 0;
+        while (mem[used] != 0)
+            used++;
+    }
+    long long distinct_after = hours - self->distinct_hours;
+    int pos = -1;
+    for (int i = 0; i < used; i++) {
+        if (mem[i] == mhash) {
+            pos = i;
+            break;
+        }
+    }
+    long long max_last = 0;
+    for (int i = 0; i < used; i++)
+        if (i == 0 || (long long)lasts[i] > max_last)
+            max_last = lasts[i];
+    long long distinct = 0, seen_here = 0;
+    if (!used || max_last <= hours) {
+        for (int i = 0; i < used; i++)
+            if ((long long)lasts[i] > distinct_after)
+                distinct++;
+        seen_here = pos >= 0 ? (long long)lasts[pos] : 0;
+    } else {
+        for (int i = 0; i < used; i++) {
+            long long last = lasts[i], seen;
+            if (last <= hours) {
+                seen = last;
+            } else {
+                long long age = ages[i];
+                seen = age ? last - age : 0;
+            }
+            if (seen > distinct_after)
+                distinct++;
+            if (i == pos)
+                seen_here = seen;
+        }
+    }
+    if (set_double(x, self->k_distinct, log1p((double)distinct)) < 0)
+        return -1;
+    if (pos >= 0) {
+        if (set_double(x, self->k_new, seen_here > hours - self->new_hours ? 0.0 : 1.0) < 0)
+            return -1;
+        long long last = lasts[pos];
+        if (hours > last) {
+            long long age = hours - last;
+            ages[pos] = (uint8_t)(age <= MAX_AGE ? age : 0);
+            lasts[pos] = (uint32_t)hours;
+        } else if (hours < last) {
+            long long age = ages[pos];
+            if (hours > (age ? last - age : 0)) {
+                age = last - hours;
+                ages[pos] = (uint8_t)(age <= MAX_AGE ? age : 0);
+            }
+        }
+    } else {
+        if (set_double(x, self->k_new, 1.0) < 0)
+            return -1;
+        int i = used;
+        if (used >= K) {
+            i = 0;
+            for (int j = 1; j < K; j++)
+                if (lasts[j] < lasts[i])
+                    i = j;
+        }
+        mem[i] = mhash;
+        lasts[i] = (uint32_t)hours;
+        ages[i] = 0;
+    }
+    return 0;
+}
+
+static void
+zero_range(uint16_t *counts, float *values, Py_ssize_t nb, long long a, long long b)
+{
+    memset(counts + a, 0, (size_t)(b - a) * sizeof(uint16_t));
+    memset(values + a, 0, (size_t)(b - a) * sizeof(float));
+    memset(values + nb + a, 0, (size_t)(b - a) * sizeof(float));
+}
+
+static int
+card_update_buf(CardUpdater *self, char *b, double amount, double ts, uint32_t mhash,
+                PyObject *x, int *late_out)
+{
+    double hdr[4];
+    memcpy(hdr, b, sizeof hdr);
+    double max_ts = hdr[0], n = hdr[1], mean = hdr[2], m2 = hdr[3];
+    int late = 0;
+    if (n != 0.0) {
+        double floor_ts = max_ts - self->grace_s;
+        if (ts < floor_ts) {
+            ts = floor_ts;
+            late = 1;
+        }
+    } else {
+        max_ts = ts;
+    }
+    Py_ssize_t nb = self->nb;
+    uint16_t *counts = (uint16_t *)(b + self->counts_at);
+    float *values = (float *)(b + self->values_at);
+
+    for (int li = 0; li < self->n_levels; li++) {
+        const Level *lv = &self->levels[li];
+        long long slots = lv->slots, off = lv->off, end = off + slots;
+        long long k = (long long)py_floordiv(ts, lv->bucket_s);
+        long long head = (long long)py_floordiv(max_ts, lv->bucket_s);
+        long long s1 = off + py_mod(k, slots);
+        long long lo = k - lv->span + 1, hi = k;
+        if (k > head) { /* the ring moves on to k: empty the buckets it reuses */
+            long long moved = k - head;
+            if (moved >= slots) {
+                zero_range(counts, values, nb, off, end);
+            } else {
+                long long a = off + py_mod(head + 1, slots);
+                long long bb = a + moved;
+                if (bb <= end) {
+                    zero_range(counts, values, nb, a, bb);
+                } else {
+                    zero_range(counts, values, nb, a, end);
+                    zero_range(counts, values, nb, off, bb - slots);
+                }
+            }
+            hi = head;
+        } else if (k < head && lo <= head - slots) { /* never read a slot the ring has reused */
+            lo = head - slots + 1;
+        }
+        long long c = 0;
+        double s = 0.0, mx = 0.0;
+        if (n != 0.0 && hi >= lo) {
+            long long s0 = off + py_mod(lo, slots), s2 = off + py_mod(hi, slots);
+            if (s0 <= s2) {
+                for (long long i = s0; i <= s2; i++)
+                    c += counts[i];
+                if (c) {
+                    for (long long i = s0; i <= s2; i++)
+                        s += (double)values[i];
+                    mx = (double)values[nb + s0];
+                    for (long long i = s0 + 1; i <= s2; i++)
+                        if ((double)values[nb + i] > mx)
+                            mx = (double)values[nb + i];
+                }
+            } else {
+                long long c1 = 0, c2 = 0;
+                for (long long i = s0; i < end; i++)
+                    c1 += counts[i];
+                for (long long i = off; i <= s2; i++)
+                    c2 += counts[i];
+                c = c1 + c2;
+                if (c) {
+                    double sa = 0.0, sb = 0.0;
+                    for (long long i = s0; i < end; i++)
+                        sa += (double)values[i];
+                    for (long long i = off; i <= s2; i++)
+                        sb += (double)values[i];
+                    s = sa + sb;
+                    double ma = (double)values[nb + s0], mb = (double)values[nb + off];
+                    for (long long i = s0 + 1; i < end; i++)
+                        if ((double)values[nb + i] > ma)
+                            ma = (double)values[nb + i];
+                    for (long long i = off + 1; i <= s2; i++)
+                        if ((double)values[nb + i] > mb)
+                            mb = (double)values[nb + i];
+                    mx = mb > ma ? mb : ma;
+                }
+            }
+        }
+        if (c) {
+            if (set_double(x, lv->n_count, log1p((double)c)) < 0 ||
+                set_double(x, lv->n_sum, log1p(s)) < 0 ||
+                set_double(x, lv->n_mean, log1p(s / (double)c)) < 0 ||
+                set_double(x, lv->n_max, log1p(mx)) < 0)
+                return -1;
+        } else {
+            if (set_double(x, lv->n_count, 0.0) < 0 || set_double(x, lv->n_sum, 0.0) < 0 ||
+                set_double(x, lv->n_mean, 0.0) < 0 || set_double(x, lv->n_max, 0.0) < 0)
+                return -1;
+        }
+        /* fold the event into its bucket, after the window was read */
+        if (counts[s1] < MAX_COUNT)
+            counts[s1] += 1;
+        values[s1] = (float)((double)values[s1] + amount);
+        if (amount > (double)values[nb + s1])
+            values[nb + s1] = (float)amount;
+    }
+
+    /* long-run amount habits (Welford), read then updated */
+    double f_since, f_ratio, f_z;
+    if (n != 0.0) {
+        double since = ts - max_ts;
+        since = since < 0.0 ? 0.0 : (since > self->no_previous_s ? self->no_previous_s : since);
+        double ratio = amount / mean;
+        double std = sqrt(m2 / n);
+        double floor_std = self->std_floor * mean;
+        double z = (amount - mean) / (std > floor_std ? std : floor_std);
+        f_since = log1p(since);
+        f_ratio = ratio > self->ratio_clip ? self->ratio_clip : ratio;
+        f_z = z < -self->z_clip ? -self->z_clip : (z > self->z_clip ? self->z_clip : z);
+        if (set_double(x, self->k_count, log1p(n)) < 0)
+            return -1;
+    } else {
+        f_since = log1p(self->no_previous_s);
+        f_ratio = 1.0;
+        f_z = 0.0;
+        if (set_double(x, self->k_count, 0.0) < 0)
+            return -1;
+    }
+    if (set_double(x, self->k_since, f_since) < 0 || set_double(x, self->k_ratio, f_ratio) < 0 ||
+        set_double(x, self->k_z, f_z) < 0)
+        return -1;
+    n += 1.0;
+    double delta = amount - mean;
+    mean += delta / n;
+    m2 += delta * (amount - mean);
+    hdr[0] = ts > max_ts ? ts : max_ts;
+    hdr[1] = n;
+    hdr[2] = mean;
+    hdr[3] = m2;
+    memcpy(b, hdr, sizeof hdr);
+
+    long long hours = (long long)py_floordiv(ts, self->memory_bucket_s);
+    if (remember(self, b, hours, mhash, x) < 0)
+        return -1;
+    *late_out = late;
+    return 0;
+}
+
+/* update(buf, amount, ts, mhash, x) -> bool: the card's features of this event into x, then the
+ * event folded into buf; True if the event was late */
+static PyObject *
+card_update(CardUpdater *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 5) {
+        PyErr_SetString(PyExc_TypeError, "update(buf, amount, ts, mhash, x)");
+        return NULL;
+    }
+    if (self->k_count == NULL) {
+        PyErr_SetString(PyExc_TypeError, "CardUpdater was not initialised");
+        return NULL;
+    }
+    double amount = PyFloat_AsDouble(args[1]);
+    if (amount == -1.0 && PyErr_Occurred())
+        return NULL;
+    double ts = PyFloat_AsDouble(args[2]);
+    if (ts == -1.0 && PyErr_Occurred())
+        return NULL;
+    unsigned long mh = PyLong_AsUnsignedLong(args[3]);
+    if (mh == (unsigned long)-1 && PyErr_Occurred())
+        return NULL;
+    if (mh == 0 || mh > 0xFFFFFFFFUL) {
+        PyErr_SetString(PyExc_ValueError, "mhash must be in [1, 2**32)");
+        return NULL;
+    }
+    if (!PyDict_Check(args[4])) {
+        PyErr_SetString(PyExc_TypeError, "x must be a dict");
+        return NULL;
+    }
+    Py_buffer view;
+    if (PyObject_GetBuffer(args[0], &view, PyBUF_WRITABLE) < 0)
+        return NULL;
+    if (view.len != self->size) {
+        PyErr_Format(PyExc_ValueError, "a card buffer has %zd bytes, not %zd", view.len, self->size);
+        PyBuffer_Release(&view);
+        return NULL;
+    }
+    int late = 0;
+    int rc = card_update_buf(self, (char *)view.buf, amount, ts, (uint32_t)mh, args[4], &late);
+    PyBuffer_Release(&view);
+    if (rc < 0)
+        return NULL;
+    return PyBool_FromLong(late);
+}
+
+static PyMethodDef card_methods[] = {
+    {"update", (PyCFunction)(void (*)(void))card_update, METH_FASTCALL,
+     "update(buf, amount, ts, mhash, x) -> late: CardLayout.py_update in C."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyTypeObject CardUpdaterType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "stream_scorer.features._kernels.CardUpdater",
+    .tp_basicsize = sizeof(CardUpdater),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "A card layout's per-event update (see CardLayout).",
+    .tp_new = PyType_GenericNew,
+    .tp_init = (initproc)card_init,
+    .tp_dealloc = (destructor)card_dealloc,
+    .tp_methods = card_methods,
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT, "_kernels",
+    "The feature engine's per-event update of a card, in C (see stream_scorer.features.card).", -1,
+    NULL,
+};
+
+PyMODINIT_FUNC
+PyInit__kernels(void)
+{
+    if (PyType_Ready(&CardUpdaterType) < 0)
+        return NULL;
+    PyObject *m = PyModule_Create(&module);
+    if (m == NULL)
+        return NULL;
+    Py_INCREF(&CardUpdaterType);
+    if (PyModule_AddObject(m, "CardUpdater", (PyObject *)&CardUpdaterType) < 0) {
+        Py_DECREF(&CardUpdaterType);
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
+}

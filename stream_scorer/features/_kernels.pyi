@@ -1,0 +1,15 @@
+"""Types of the C extension ``stream_scorer.features._kernels`` (see ``_kernels.c``)."""
+
+class CardUpdater:
+    def __init__(
+        self,
+        grace_s: float,
+        levels: tuple[tuple[float, int, int, int, str, str, str, str], ...],
+        offsets: tuple[int, int, int, int, int, int],
+        merchant_slots: int,
+        constants: tuple[float, int, int, float, float, float, float],
+        names: tuple[str, str, str, str, str, str],
+    ) -> None: ...
+    def update(
+        self, buf: bytearray, amount: float, ts: float, mhash: int, x: dict[str, float]
+    ) -> bool: ...
