@@ -1,6 +1,7 @@
-/* A card's per-event update in C: CardLayout.py_update (stream_scorer/features/card.py) on the
- * same bytes, with the same arithmetic in the same order, so the same features and the same buffer
- * (tests hold the two equal on random streams). The layout comes from CardLayout, once.
+/* The feature engine's per-event updates in C: CardLayout.py_update (stream_scorer/features/card.py)
+ * on a card's bytes, MerchantLayout.py_update (merchant.py) on a MerchantState's arrays, with the
+ * same arithmetic in the same order, so the same features and the same state (tests hold the two
+ * equal on random streams). Each layout hands its parameters over once.
  *
  * Python semantics kept on purpose: float floor division as CPython does it (fmod based), int
  * modulo that is never negative, float32 buckets read as doubles and stored rounded, plain double
@@ -457,9 +458,422 @@ static PyTypeObject CardUpdaterType = {
     .tp_methods = card_methods,
 };
 
+/* -- merchants ----------------------------------------------------------------------------------
+ * MerchantLayout.py_update (stream_scorer/features/merchant.py) on a MerchantState's own arrays
+ * (float64 counts, sums, labels, frauds; int64 cache heads; float64 cache) and pending list. */
+
+typedef struct {
+    double bucket_s;
+    long long span, slots, off;
+    PyObject *n_count, *n_mean;
+} MLevel;
+
+typedef struct {
+    PyObject_HEAD
+    double grace_s, risk_bucket_s, prior_frauds, prior_weight;
+    long long risk_span, risk_slots;
+    int n_levels;
+    MLevel levels[MAX_LEVELS];
+    PyObject *k_rate, *k_log_labels;
+} MerchantUpdater;
+
+static PyObject *s_max_ts, *s_seen_ts, *s_counts, *s_sums, *s_labels, *s_frauds, *s_heads,
+    *s_cache, *s_pending;
+
+static void
+merchant_dealloc(MerchantUpdater *self)
+{
+    for (int i = 0; i < self->n_levels; i++) {
+        Py_XDECREF(self->levels[i].n_count);
+        Py_XDECREF(self->levels[i].n_mean);
+    }
+    Py_XDECREF(self->k_rate);
+    Py_XDECREF(self->k_log_labels);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+/* MerchantUpdater(grace_s, levels, risk, priors, names)
+ *   levels: ((bucket_s, span, slots, offset, count_name, mean_name), ...)
+ *   risk:   (bucket_s, span, slots);  priors: (prior_frauds, prior_weight)
+ *   names:  (risk_rate_name, risk_log_labels_name) */
+static int
+merchant_init(MerchantUpdater *self, PyObject *args, PyObject *kwds)
+{
+    if (self->n_levels || self->k_rate) {
+        PyErr_SetString(PyExc_TypeError, "MerchantUpdater is initialised once");
+        return -1;
+    }
+    PyObject *levels, *rate, *log_labels;
+    if (!PyArg_ParseTuple(args, "dO!(dLL)(dd)(UU)", &self->grace_s, &PyTuple_Type, &levels,
+                          &self->risk_bucket_s, &self->risk_span, &self->risk_slots,
+                          &self->prior_frauds, &self->prior_weight, &rate, &log_labels))
+        return -1;
+    if (self->risk_bucket_s <= 0.0 || self->risk_slots < 1 || self->risk_span < 1) {
+        PyErr_SetString(PyExc_ValueError, "the risk ring is empty");
+        return -1;
+    }
+    Py_ssize_t n = PyTuple_GET_SIZE(levels);
+    if (n < 1 || n >= MAX_LEVELS) {
+        PyErr_Format(PyExc_ValueError, "between 1 and %d levels, not %zd", MAX_LEVELS - 1, n);
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        MLevel *lv = &self->levels[i];
+        PyObject *nm[2];
+        if (!PyArg_ParseTuple(PyTuple_GET_ITEM(levels, i), "dLLLUU", &lv->bucket_s, &lv->span,
+                              &lv->slots, &lv->off, &nm[0], &nm[1]))
+            return -1;
+        if (lv->bucket_s <= 0.0 || lv->slots < 1 || lv->span < 1 || lv->off < 0) {
+            PyErr_SetString(PyExc_ValueError, "a level has no buckets");
+            return -1;
+        }
+        lv->n_count = Py_NewRef(nm[0]);
+        lv->n_mean = Py_NewRef(nm[1]);
+        self->n_levels = (int)(i + 1);
+    }
+    self->k_rate = Py_NewRef(rate);
+    self->k_log_labels = Py_NewRef(log_labels);
+    return 0;
+}
+
+/* sums of a and b over the buckets lo .. hi of the ring [off, end), as merchant._window */
+static void
+window(const double *a, const double *b, long long off, long long end, long long slots,
+       long long lo, long long hi, double *sa, double *sb)
+{
+    if (hi < lo) {
+        *sa = *sb = 0.0;
+        return;
+    }
+    long long s0 = off + py_mod(lo, slots), s1 = off + py_mod(hi, slots);
+    double x = 0.0, y = 0.0;
+    if (s0 <= s1) {
+        for (long long i = s0; i <= s1; i++)
+            x += a[i];
+        for (long long i = s0; i <= s1; i++)
+            y += b[i];
+    } else {
+        double x2 = 0.0, y2 = 0.0;
+        for (long long i = s0; i < end; i++)
+            x += a[i];
+        for (long long i = off; i <= s1; i++)
+            x2 += a[i];
+        for (long long i = s0; i < end; i++)
+            y += b[i];
+        for (long long i = off; i <= s1; i++)
+            y2 += b[i];
+        x = x + x2;
+        y = y + y2;
+    }
+    *sa = x;
+    *sb = y;
+}
+
+/* empty the slots of the ring at off that moving its head from head to k reuses */
+static void
+clear_ring(double *a, double *b, long long off, long long head, long long k, long long slots)
+{
+    long long moved = k - head;
+    if (moved >= slots) {
+        memset(a + off, 0, (size_t)slots * sizeof(double));
+        memset(b + off, 0, (size_t)slots * sizeof(double));
+        return;
+    }
+    long long lo = py_mod(head + 1, slots), hi = lo + moved;
+    if (hi <= slots) {
+        memset(a + off + lo, 0, (size_t)(hi - lo) * sizeof(double));
+        memset(b + off + lo, 0, (size_t)(hi - lo) * sizeof(double));
+    } else {
+        memset(a + off + lo, 0, (size_t)(slots - lo) * sizeof(double));
+        memset(b + off + lo, 0, (size_t)(slots - lo) * sizeof(double));
+        memset(a + off, 0, (size_t)(hi - slots) * sizeof(double));
+        memset(b + off, 0, (size_t)(hi - slots) * sizeof(double));
+    }
+}
+
+typedef struct {
+    Py_buffer counts, sums, labels, frauds, heads, cache;
+    int held;
+} MBufs;
+
+static void
+release_bufs(MBufs *bufs)
+{
+    Py_buffer *all[6] = {&bufs->counts, &bufs->sums, &bufs->labels,
+                         &bufs->frauds, &bufs->heads, &bufs->cache};
+    for (int i = 0; i < bufs->held; i++)
+        PyBuffer_Release(all[i]);
+    bufs->held = 0;
+}
+
+static int
+get_bufs(PyObject *m, MBufs *bufs)
+{
+    PyObject *names[6] = {s_counts, s_sums, s_labels, s_frauds, s_heads, s_cache};
+    Py_buffer *all[6] = {&bufs->counts, &bufs->sums, &bufs->labels,
+                         &bufs->frauds, &bufs->heads, &bufs->cache};
+    const char *formats[6] = {"d", "d", "d", "d", "q", "d"};
+    bufs->held = 0;
+    for (int i = 0; i < 6; i++) {
+        PyObject *arr = PyObject_GetAttr(m, names[i]);
+        if (arr == NULL)
+            goto fail;
+        int rc = PyObject_GetBuffer(arr, all[i], PyBUF_WRITABLE | PyBUF_FORMAT);
+        Py_DECREF(arr);
+        if (rc < 0)
+            goto fail;
+        bufs->held++;
+        if (strcmp(all[i]->format, formats[i]) != 0) {
+            PyErr_Format(PyExc_TypeError, "merchant state %U must be an array of '%s'", names[i],
+                         formats[i]);
+            goto fail;
+        }
+    }
+    return 0;
+fail:
+    release_bufs(bufs);
+    return -1;
+}
+
+static int
+get_float_attr(PyObject *o, PyObject *name, double *out)
+{
+    PyObject *v = PyObject_GetAttr(o, name);
+    if (v == NULL)
+        return -1;
+    double d = PyFloat_AsDouble(v);
+    Py_DECREF(v);
+    if (d == -1.0 && PyErr_Occurred())
+        return -1;
+    *out = d;
+    return 0;
+}
+
+static int
+set_float_attr(PyObject *o, PyObject *name, double value)
+{
+    PyObject *f = PyFloat_FromDouble(value);
+    if (f == NULL)
+        return -1;
+    int rc = PyObject_SetAttr(o, name, f);
+    Py_DECREF(f);
+    return rc;
+}
+
+static int
+merchant_update_state(MerchantUpdater *self, PyObject *m, MBufs *bf, double amount, double ts,
+                      PyObject *x, int *late_out)
+{
+    int L = self->n_levels;
+    long long need_buckets = 0;
+    for (int j = 0; j < L; j++)
+        if (self->levels[j].off + self->levels[j].slots > need_buckets)
+            need_buckets = self->levels[j].off + self->levels[j].slots;
+    if (bf->counts.len < need_buckets * 8 || bf->sums.len < need_buckets * 8 ||
+        bf->labels.len < self->risk_slots * 8 || bf->frauds.len < self->risk_slots * 8 ||
+        bf->heads.len < (L + 1) * 8 || bf->cache.len < 2 * (L + 1) * 8) {
+        PyErr_SetString(PyExc_ValueError, "merchant state arrays do not fit the layout");
+        return -1;
+    }
+    double *counts = bf->counts.buf, *sums = bf->sums.buf, *labels = bf->labels.buf;
+    double *frauds = bf->frauds.buf, *cache = bf->cache.buf;
+    long long *heads = bf->heads.buf;
+
+    double max_ts, seen_ts, new_max, raw_ts = ts;
+    if (get_float_attr(m, s_max_ts, &max_ts) < 0 || get_float_attr(m, s_seen_ts, &seen_ts) < 0)
+        return -1;
+    int late = 0;
+    if (max_ts == -Py_HUGE_VAL) {
+        new_max = max_ts = ts;
+    } else {
+        double floor_ts = max_ts - self->grace_s;
+        if (ts < floor_ts) {
+            ts = floor_ts;
+            late = 1;
+        }
+        new_max = ts > max_ts ? ts : max_ts;
+    }
+    for (int j = 0; j < L; j++) {
+        const MLevel *lv = &self->levels[j];
+        long long slots = lv->slots, off = lv->off, end = off + slots;
+        long long k = (long long)py_floordiv(ts, lv->bucket_s);
+        long long head = (long long)py_floordiv(max_ts, lv->bucket_s);
+        long long s1 = off + py_mod(k, slots);
+        double c, s;
+        if (k > head)
+            clear_ring(counts, sums, off, head, k, slots);
+        if (k >= head) { /* the head bucket: the cached buckets before it, then the head */
+            if (heads[j] != k) {
+                heads[j] = k;
+                window(counts, sums, off, end, slots, k - lv->span + 1, k - 1, &cache[2 * j],
+                       &cache[2 * j + 1]);
+            }
+            c = cache[2 * j] + counts[s1];
+            s = cache[2 * j + 1] + sums[s1];
+        } else { /* an older bucket, within the ring: read it whole; the write spoils the cache */
+            long long lo = k - lv->span + 1, floor_lo = head - slots + 1;
+            window(counts, sums, off, end, slots, lo > floor_lo ? lo : floor_lo, k, &c, &s);
+            heads[j] = -1;
+        }
+        if (set_double(x, lv->n_count, log1p(c)) < 0 ||
+            set_double(x, lv->n_mean, c != 0.0 ? log1p(s / c) : 0.0) < 0)
+            return -1;
+        counts[s1] += 1.0;
+        sums[s1] += amount;
+    }
+
+    /* labels: move the ring on, fold the labels the clock has now passed, then read */
+    double rb = self->risk_bucket_s;
+    long long rslots = self->risk_slots;
+    long long head = (long long)py_floordiv(max_ts, rb), new_head = (long long)py_floordiv(new_max, rb);
+    if (new_head > head)
+        clear_ring(labels, frauds, 0, head, new_head, rslots);
+    if (set_float_attr(m, s_max_ts, new_max) < 0)
+        return -1;
+    if (new_max > seen_ts && set_float_attr(m, s_seen_ts, new_max) < 0)
+        return -1;
+    double n_labels = 0.0, n_frauds = 0.0;
+    long long k = (long long)py_floordiv(ts, rb);
+    long long lo = k - self->risk_span + 1;
+    int jr = L;
+    PyObject *pending = PyObject_GetAttr(m, s_pending);
+    if (pending == NULL)
+        return -1;
+    if (!PyList_Check(pending)) {
+        Py_DECREF(pending);
+        PyErr_SetString(PyExc_TypeError, "merchant pending labels must be a list");
+        return -1;
+    }
+    if (PyList_GET_SIZE(pending)) {
+        double settled = new_max - self->grace_s;
+        PyObject *keep = PyList_New(0);
+        if (keep == NULL) {
+            Py_DECREF(pending);
+            return -1;
+        }
+        for (Py_ssize_t i = 0; i < PyList_GET_SIZE(pending); i++) {
+            PyObject *item = PyList_GET_ITEM(pending, i);
+            if (!PyTuple_Check(item) || PyTuple_GET_SIZE(item) != 2) {
+                PyErr_SetString(PyExc_TypeError, "a pending label is a (label_ts, is_fraud) tuple");
+                goto pending_fail;
+            }
+            double label_ts = PyFloat_AsDouble(PyTuple_GET_ITEM(item, 0));
+            if (label_ts == -1.0 && PyErr_Occurred())
+                goto pending_fail;
+            int is_fraud = PyObject_IsTrue(PyTuple_GET_ITEM(item, 1));
+            if (is_fraud < 0)
+                goto pending_fail;
+            if (label_ts < settled) { /* _fold_label, with the clock at new_max */
+                long long lk = (long long)py_floordiv(label_ts, rb);
+                if (lk > (long long)py_floordiv(new_max, rb) - rslots) {
+                    heads[jr] = -1;
+                    long long li = py_mod(lk, rslots);
+                    labels[li] += 1.0;
+                    if (is_fraud)
+                        frauds[li] += 1.0;
+                }
+            } else {
+                if (PyList_Append(keep, item) < 0)
+                    goto pending_fail;
+                if (!late && label_ts < ts && py_floordiv(label_ts, rb) >= (double)lo) {
+                    n_labels += 1.0;
+                    n_frauds += is_fraud ? 1.0 : 0.0;
+                }
+            }
+        }
+        Py_DECREF(pending);
+        int rc = PyObject_SetAttr(m, s_pending, keep);
+        Py_DECREF(keep);
+        if (rc < 0)
+            return -1;
+        goto pending_done;
+    pending_fail:
+        Py_DECREF(keep);
+        Py_DECREF(pending);
+        return -1;
+    } else {
+        Py_DECREF(pending);
+    }
+pending_done:;
+    double ol, of;
+    if (late) {
+        window(labels, frauds, 0, rslots, rslots, lo, (long long)py_floordiv(raw_ts, rb) - 1, &ol,
+               &of);
+    } else if (k == new_head) {
+        if (heads[jr] != k) {
+            heads[jr] = k;
+            window(labels, frauds, 0, rslots, rslots, lo, k - 1, &cache[2 * jr], &cache[2 * jr + 1]);
+        }
+        long long i = py_mod(k, rslots);
+        ol = cache[2 * jr] + labels[i];
+        of = cache[2 * jr + 1] + frauds[i];
+    } else {
+        window(labels, frauds, 0, rslots, rslots, lo, k, &ol, &of);
+    }
+    n_labels += ol;
+    n_frauds += of;
+    if (set_double(x, self->k_rate, (n_frauds + self->prior_frauds) / (n_labels + self->prior_weight)) < 0 ||
+        set_double(x, self->k_log_labels, log1p(n_labels)) < 0)
+        return -1;
+    *late_out = late;
+    return 0;
+}
+
+/* update(m, amount, ts, x) -> bool: the merchant's features of this event into x, then the event
+ * folded into m; True if the event was late */
+static PyObject *
+merchant_update(MerchantUpdater *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 4) {
+        PyErr_SetString(PyExc_TypeError, "update(m, amount, ts, x)");
+        return NULL;
+    }
+    if (self->k_rate == NULL) {
+        PyErr_SetString(PyExc_TypeError, "MerchantUpdater was not initialised");
+        return NULL;
+    }
+    double amount = PyFloat_AsDouble(args[1]);
+    if (amount == -1.0 && PyErr_Occurred())
+        return NULL;
+    double ts = PyFloat_AsDouble(args[2]);
+    if (ts == -1.0 && PyErr_Occurred())
+        return NULL;
+    if (!PyDict_Check(args[3])) {
+        PyErr_SetString(PyExc_TypeError, "x must be a dict");
+        return NULL;
+    }
+    MBufs bufs;
+    if (get_bufs(args[0], &bufs) < 0)
+        return NULL;
+    int late = 0;
+    int rc = merchant_update_state(self, args[0], &bufs, amount, ts, args[3], &late);
+    release_bufs(&bufs);
+    if (rc < 0)
+        return NULL;
+    return PyBool_FromLong(late);
+}
+
+static PyMethodDef merchant_methods[] = {
+    {"update", (PyCFunction)(void (*)(void))merchant_update, METH_FASTCALL,
+     "update(m, amount, ts, x) -> late: MerchantLayout.py_update in C."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyTypeObject MerchantUpdaterType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "stream_scorer.features._kernels.MerchantUpdater",
+    .tp_basicsize = sizeof(MerchantUpdater),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "A merchant layout's per-event update (see MerchantLayout).",
+    .tp_new = PyType_GenericNew,
+    .tp_init = (initproc)merchant_init,
+    .tp_dealloc = (destructor)merchant_dealloc,
+    .tp_methods = merchant_methods,
+};
+
 static struct PyModuleDef module = {
     PyModuleDef_HEAD_INIT, "_kernels",
-    "The feature engine's per-event update of a card, in C (see stream_scorer.features.card).", -1,
+    "The feature engine's per-event updates of a card and a merchant, in C (see .card, .merchant).", -1,
     NULL,
 };
 
@@ -471,11 +885,22 @@ PyInit__kernels(void)
     PyObject *m = PyModule_Create(&module);
     if (m == NULL)
         return NULL;
-    Py_INCREF(&CardUpdaterType);
-    if (PyModule_AddObject(m, "CardUpdater", (PyObject *)&CardUpdaterType) < 0) {
-        Py_DECREF(&CardUpdaterType);
-        Py_DECREF(m);
-        return NULL;
+    if (PyType_Ready(&MerchantUpdaterType) < 0)
+        goto fail;
+    struct { PyObject **slot; const char *name; } strings[] = {
+        {&s_max_ts, "max_ts"}, {&s_seen_ts, "seen_ts"}, {&s_counts, "counts"},
+        {&s_sums, "sums"}, {&s_labels, "labels"}, {&s_frauds, "frauds"},
+        {&s_heads, "cache_heads"}, {&s_cache, "cache"}, {&s_pending, "pending"},
+    };
+    for (size_t i = 0; i < sizeof strings / sizeof strings[0]; i++) {
+        if (*strings[i].slot == NULL && (*strings[i].slot = PyUnicode_InternFromString(strings[i].name)) == NULL)
+            goto fail;
     }
+    if (PyModule_AddObjectRef(m, "CardUpdater", (PyObject *)&CardUpdaterType) < 0 ||
+        PyModule_AddObjectRef(m, "MerchantUpdater", (PyObject *)&MerchantUpdaterType) < 0)
+        goto fail;
     return m;
+fail:
+    Py_DECREF(m);
+    return NULL;
 }

@@ -1,5 +1,7 @@
 """Types of the C extension ``stream_scorer.features._kernels`` (see ``_kernels.c``)."""
 
+from typing import Any
+
 class CardUpdater:
     def __init__(
         self,
@@ -13,3 +15,14 @@ class CardUpdater:
     def update(
         self, buf: bytearray, amount: float, ts: float, mhash: int, x: dict[str, float]
     ) -> bool: ...
+
+class MerchantUpdater:
+    def __init__(
+        self,
+        grace_s: float,
+        levels: tuple[tuple[float, int, int, int, str, str], ...],
+        risk: tuple[float, int, int],
+        priors: tuple[float, float],
+        names: tuple[str, str],
+    ) -> None: ...
+    def update(self, m: Any, amount: float, ts: float, x: dict[str, float]) -> bool: ...

@@ -16,6 +16,9 @@ count and sum of the window's buckets before the head bucket, computed once per 
 the head bucket reads cache + head bucket; an older event, or a label folded into the ring, drops
 the cache of the windows it writes into. A restored merchant recomputes it from the same buckets,
 so it continues bit for bit.
+
+:meth:`MerchantLayout.py_update` is the reference; the C extension ``_kernels`` does the same on the
+same arrays with the same floats (a test holds them equal) and is used with the card's kernel.
 """
 
 from __future__ import annotations
@@ -23,7 +26,10 @@ from __future__ import annotations
 import math
 import struct
 from array import array
+from collections.abc import Callable
+from typing import Any
 
+from stream_scorer.features import card
 from stream_scorer.features.catalog import MERCHANT_WINDOWS
 from stream_scorer.features.settings import FeatureSettings
 from stream_scorer.features.windows import Level, clear_ranges, make_levels
@@ -58,8 +64,8 @@ class MerchantState:
         self.mhash = mhash  # merchant_hash() of its id, for the cards' merchant memory
         # Per window, then for the risk ring: the head bucket the cache is for (-1: none), and
         # the count and sum (labels and frauds) of the window's buckets before it.
-        self.cache_heads = [-1] * (n_levels + 1)
-        self.cache = [0.0] * (2 * (n_levels + 1))
+        self.cache_heads = array("q", [-1] * (n_levels + 1))
+        self.cache = array("d", bytes(16 * (n_levels + 1)))
 
 
 class MerchantLayout:
@@ -93,6 +99,30 @@ class MerchantLayout:
             for j, lv in enumerate(self.levels)
         )
         self._risk_cache = len(self.levels)
+        self.update: Callable[[MerchantState, float, float, dict[str, float]], bool] = (
+            self.native_updater().update if card.NATIVE else self.py_update
+        )
+        """Write the merchant's features of this event into ``x``, fold it in; True if late
+        (:meth:`py_update`, in C when built)."""
+
+    def native_updater(self) -> Any:
+        """The C kernel (``_kernels.MerchantUpdater``) for this layout; ImportError if not built."""
+        if not card.NATIVE:
+            raise ImportError("stream_scorer.features._kernels is not built (or not in use)")
+        from stream_scorer.features import _kernels
+
+        levels = tuple(
+            (bucket_s, span, slots, off, count_name, mean_name)
+            for _, bucket_s, span, slots, off, _end, count_name, mean_name in self._level_params
+        )
+        risk = (self.risk.bucket_s, self.risk.span, self.risk.slots)
+        return _kernels.MerchantUpdater(
+            self.grace_s,
+            levels,
+            risk,
+            (self.prior_frauds, self.prior_weight),
+            ("merchant_risk_rate", "merchant_risk_log_labels"),
+        )
 
     def describe(self) -> str:
         """A string that changes whenever the layout does (it is part of the state fingerprint)."""
@@ -105,7 +135,7 @@ class MerchantLayout:
         """The state of a merchant never seen (``mhash``: :func:`.card.merchant_hash` of its id)."""
         return MerchantState(self.n_buckets, self.risk.slots, len(self.levels), mhash)
 
-    def update(self, m: MerchantState, amount: float, ts: float, x: dict[str, float]) -> bool:
+    def py_update(self, m: MerchantState, amount: float, ts: float, x: dict[str, float]) -> bool:
         """Write the merchant's features of this event into ``x``, fold it in; True if late."""
         max_ts = m.max_ts
         raw_ts = ts

@@ -1,4 +1,4 @@
-"""The C update of a card gives exactly the features and bytes of ``CardLayout.py_update``."""
+"""The C updates of cards and merchants give exactly the features and state of the Python ones."""
 
 from __future__ import annotations
 
@@ -14,23 +14,26 @@ from hypothesis import strategies as st
 from stream_scorer.features import card
 from stream_scorer.features.engine import FeatureEngine
 from stream_scorer.features.settings import FeatureSettings
-from tests.unit.features.strategies import GRACES, run, streams
+from tests.unit.features.strategies import run, settings_st, streams
 
 pure = bool(os.environ.get("STREAM_SCORER_PURE_PYTHON"))
 # Python 3.12 sums floats with compensation (sum()); the kernel's plain sums are 3.11's.
 EXACT = sys.version_info < (3, 12)
 
 
-def test_card_kernel_is_built_and_in_use() -> None:
+def test_kernels_are_built_and_in_use() -> None:
     if pure:
         pytest.skip("STREAM_SCORER_PURE_PYTHON is set")
     assert card.NATIVE, "stream_scorer.features._kernels is not built: reinstall with a C compiler"
-    assert FeatureEngine()._card.update.__self__.__class__.__name__ == "CardUpdater"
+    eng = FeatureEngine()
+    assert type(eng._card.update.__self__).__name__ == "CardUpdater"
+    assert type(eng._merchant.update.__self__).__name__ == "MerchantUpdater"
 
 
 def python_engine(fs: FeatureSettings) -> FeatureEngine:
     eng = FeatureEngine(fs)
     eng._card.update = eng._card.py_update  # type: ignore[method-assign]
+    eng._merchant.update = eng._merchant.py_update  # type: ignore[method-assign]
     return eng
 
 
@@ -44,18 +47,35 @@ def same_float(a: float, b: float) -> bool:
 @settings(max_examples=300, deadline=None)
 @given(
     stream=streams(max_items=80),
-    grace=st.sampled_from(GRACES),
+    fs=settings_st,
     slots=st.sampled_from([1, 2, 12]),
 )
-def test_c_card_update_equals_python(stream: list[Any], grace: float, slots: int) -> None:
-    fs = FeatureSettings(grace_s=grace, card_merchant_slots=slots)
+def test_c_updates_equal_python(stream: list[Any], fs: FeatureSettings, slots: int) -> None:
+    fs = fs.model_copy(update={"card_merchant_slots": slots})
     c_eng, py_eng = FeatureEngine(fs), python_engine(fs)
     for got, want in zip(run(c_eng, stream), run(py_eng, stream), strict=True):
         assert list(got) == list(want)
         assert all(same_float(got[k], want[k]) for k in want), (got, want)
     if EXACT:
         assert c_eng.cards == py_eng.cards  # the bytes, bucket for bucket
+        assert c_eng.snapshot() == py_eng.snapshot()  # merchants too, pending labels included
+        for ident, m in c_eng.merchants.items():  # and the caches, which snapshots leave out
+            assert m.cache == py_eng.merchants[ident].cache, ident
+            assert m.cache_heads == py_eng.merchants[ident].cache_heads, ident
     assert c_eng.late_events == py_eng.late_events
+
+
+@pytest.mark.skipif(pure or not card.NATIVE, reason="C kernel not in use")
+def test_c_merchant_update_refuses_foreign_state() -> None:
+    layout = FeatureEngine()._merchant
+    m = layout.new(7)
+    m.cache = [0.0] * len(m.cache)  # type: ignore[assignment]
+    with pytest.raises(TypeError):
+        layout.update(m, 10.0, 1e9, {})
+    small = FeatureEngine()._merchant.new(7)
+    small.counts = small.counts[:1]
+    with pytest.raises(ValueError, match="do not fit"):
+        layout.update(small, 10.0, 1e9, {})
 
 
 @pytest.mark.skipif(pure or not card.NATIVE, reason="C kernel not in use")
