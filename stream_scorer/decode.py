@@ -74,7 +74,7 @@ class Decoder:
             return Rejection(kind, reason, errors)
         except RecursionError:
             return Rejection("schema", "structure nested too deeply")
-        ts = txn.event_time.timestamp()
+        ts = txn.event_ts
         if ts < self.min_event_ts:
             return Rejection("rule", f"event_time: {txn.event_time.isoformat()} is before the accepted range")
         if ts > (now if now is not None else time.time()) + self.max_future_skew_s:

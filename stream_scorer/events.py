@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import re
 from datetime import datetime
+from functools import cached_property
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -93,6 +94,12 @@ class Transaction(BaseModel):
     is_fraud: Annotated[bool, Field(strict=True)] | None = Field(
         None, description="Inline label, for simulations and backtests."
     )
+
+    @cached_property
+    def event_ts(self) -> float:
+        """``event_time`` in epoch seconds, computed once: decoding, scoring and the features
+        all read it (not a field: never serialized)."""
+        return self.event_time.timestamp()
 
 
 class Label(BaseModel):

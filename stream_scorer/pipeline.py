@@ -264,7 +264,7 @@ class Scorer:
         if t0 is None:
             t0 = time.perf_counter()
         st = self.partitions.get(partition) or self.partition(partition)
-        ts = txn.event_time.timestamp()
+        ts = txn.event_ts
         if ts > st.watermark:
             st.watermark = ts
             due = st.due

@@ -89,7 +89,7 @@ class FeatureEngine:
     def update(self, txn: Transaction, ts: float | None = None) -> dict[str, float]:
         """Features of ``txn`` from the state so far; then fold ``txn`` into that state."""
         if ts is None:
-            ts = txn.event_time.timestamp()
+            ts = txn.event_ts
         return self.update_raw(txn.card_id, txn.merchant_id, txn.amount, ts)
 
     def update_raw(

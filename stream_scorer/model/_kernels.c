@@ -318,12 +318,18 @@ fail:
     return NULL;
 }
 
-/* dot(x, scaled, weights) -> float: sum of weight times scaled value, unseen features weigh 0 */
+/* sgd_learn(x, scaled, weights, intercept, y, w_pos, w_neg, sample_weight, clip, intercept_lr,
+ *           lr, l2) -> the new intercept
+ * River's GLM.learn_one step for the log loss, as kernels.py_sgd_learn: the logit, the loss
+ * gradient (River's expressions, so the same floats) times the sample weight, clipped; the
+ * intercept's step; each weight of a feature in x moves by lr times its gradient. */
 static PyObject *
-dot(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+sgd_learn(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 3) {
-        PyErr_SetString(PyExc_TypeError, "dot(x, scaled, weights)");
+    if (nargs != 12) {
+        PyErr_SetString(PyExc_TypeError,
+                        "sgd_learn(x, scaled, weights, intercept, y, w_pos, w_neg, sample_weight, "
+                        "clip, intercept_lr, lr, l2)");
         return NULL;
     }
     PyObject *x = args[0], *scaled = args[1], *weights = args[2];
@@ -333,6 +339,19 @@ dot(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
     }
     if (check_list_len(scaled, x) < 0)
         return NULL;
+    double num[8];
+    for (int i = 0; i < 8; i++) {
+        int at = i < 1 ? 3 : i + 4; /* intercept, then w_pos .. l2 (y is args[4]) */
+        num[i] = PyFloat_AsDouble(args[at]);
+        if (num[i] == -1.0 && PyErr_Occurred())
+            return NULL;
+    }
+    double intercept = num[0], w_pos = num[1], w_neg = num[2], sample_weight = num[3];
+    double clip = num[4], intercept_lr = num[5], lr = num[6], l2 = num[7];
+    int y = PyObject_IsTrue(args[4]);
+    if (y < 0)
+        return NULL;
+
     double z = 0.0;
     Py_ssize_t pos = 0, i = 0;
     PyObject *key, *value;
@@ -345,36 +364,31 @@ dot(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
             return NULL;
         z += w * v;
     }
-    return PyFloat_FromDouble(z);
-}
+    z += intercept;
+    double g;
+    if (y) {
+        if (z > 18.0)
+            g = w_pos * exp(-z) * -1;
+        else if (z < -18.0)
+            g = w_pos * -1;
+        else
+            g = w_pos * -1 / (exp(z) + 1.0);
+    } else {
+        z = z * -1;
+        if (z > 18.0)
+            g = w_neg * exp(-z) * 1;
+        else if (z < -18.0)
+            g = w_neg * 1;
+        else
+            g = w_neg * 1 / (exp(z) + 1.0);
+    }
+    g *= sample_weight;
+    double m = clip < g ? clip : g; /* Python's min(g, clip), then max(m, -clip) */
+    g = -clip > m ? -clip : m;
+    intercept -= intercept_lr * g;
 
-/* sgd_step(x, scaled, weights, g, lr, l2) -> None: each weight of a feature in x moves by lr
- * times its gradient (scaled value times g, plus l2 times the weight when l2 is not 0) */
-static PyObject *
-sgd_step(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
-{
-    if (nargs != 6) {
-        PyErr_SetString(PyExc_TypeError, "sgd_step(x, scaled, weights, g, lr, l2)");
-        return NULL;
-    }
-    PyObject *x = args[0], *scaled = args[1], *weights = args[2];
-    if (!PyDict_Check(x) || !PyDict_Check(weights)) {
-        PyErr_SetString(PyExc_TypeError, "x and weights must be dicts");
-        return NULL;
-    }
-    if (check_list_len(scaled, x) < 0)
-        return NULL;
-    double g = PyFloat_AsDouble(args[3]);
-    if (g == -1.0 && PyErr_Occurred())
-        return NULL;
-    double lr = PyFloat_AsDouble(args[4]);
-    if (lr == -1.0 && PyErr_Occurred())
-        return NULL;
-    double l2 = PyFloat_AsDouble(args[5]);
-    if (l2 == -1.0 && PyErr_Occurred())
-        return NULL;
-    Py_ssize_t pos = 0, i = 0;
-    PyObject *key, *value;
+    pos = 0;
+    i = 0;
     while (PyDict_Next(x, &pos, &key, &value)) {
         double v = PyFloat_AsDouble(PyList_GET_ITEM(scaled, i)), w;
         i++;
@@ -390,7 +404,7 @@ sgd_step(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
         if (rc < 0)
             return NULL;
     }
-    Py_RETURN_NONE;
+    return PyFloat_FromDouble(intercept);
 }
 
 static PyMethodDef methods[] = {
@@ -402,10 +416,8 @@ static PyMethodDef methods[] = {
      "The logit of scaled x and its positive contributions."},
     {"contributions_raw", (PyCFunction)(void (*)(void))contributions_raw, METH_FASTCALL,
      "The logit of x, scaled on the fly, and its positive contributions."},
-    {"dot", (PyCFunction)(void (*)(void))dot, METH_FASTCALL,
-     "The weights' dot product with scaled x."},
-    {"sgd_step", (PyCFunction)(void (*)(void))sgd_step, METH_FASTCALL,
-     "One SGD step of the weights of the features in x."},
+    {"sgd_learn", (PyCFunction)(void (*)(void))sgd_learn, METH_FASTCALL,
+     "One SGD step of the log loss on scaled x; returns the new intercept."},
     {NULL, NULL, 0, NULL},
 };
 

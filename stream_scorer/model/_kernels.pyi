@@ -21,7 +21,17 @@ def contributions_raw(
     intercept: float,
     want_reasons: bool,
 ) -> tuple[float, list[tuple[str, float]]]: ...
-def dot(x: dict[str, float], scaled: list[float], weights: dict[str, float]) -> float: ...
-def sgd_step(
-    x: dict[str, float], scaled: list[float], weights: dict[str, float], g: float, lr: float, l2: float
-) -> None: ...
+def sgd_learn(
+    x: dict[str, float],
+    scaled: list[float],
+    weights: dict[str, float],
+    intercept: float,
+    y: bool,
+    w_pos: float,
+    w_neg: float,
+    sample_weight: float,
+    clip: float,
+    intercept_lr: float,
+    lr: float,
+    l2: float,
+) -> float: ...

@@ -13,6 +13,7 @@ where scoring skips it.
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Callable
 from typing import Any
@@ -102,26 +103,54 @@ def py_contributions_raw(
     return z, positive
 
 
-def py_dot(x: dict[str, float], scaled: list[float], weights: dict[str, float]) -> float:
-    """The weights' dot product with the scaled ``x`` (unseen features weigh 0)."""
+def py_sgd_learn(
+    x: dict[str, float],
+    scaled: list[float],
+    weights: dict[str, float],
+    intercept: float,
+    y: bool,
+    w_pos: float,
+    w_neg: float,
+    sample_weight: float,
+    clip: float,
+    intercept_lr: float,
+    lr: float,
+    l2: float,
+) -> float:
+    """River's ``GLM.learn_one`` step for the log loss on the scaled ``x``; returns the new
+    intercept and moves ``weights`` in place.
+
+    With River's arithmetic in its order: 1. the logit, the weights' dot product with the scaled
+    ``x`` (unseen features weigh 0) plus the intercept; 2. the log loss's gradient (River's
+    ``optim.losses.Log.gradient``, its expressions as written, ``* -y_true`` included, so that the
+    floats are the same ones), times the sample weight, clipped to ``[-clip, clip]``; 3. the
+    intercept moves by its learning rate times that gradient; 4. each weight of a feature in ``x``
+    moves by ``lr`` times its gradient (scaled value times the loss gradient, plus ``l2`` times
+    the weight).
+    """
     get = weights.get
     z = 0.0
     for name, v in zip(x, scaled, strict=True):
         z += get(name, 0.0) * v
-    return z
-
-
-def py_sgd_step(
-    x: dict[str, float],
-    scaled: list[float],
-    weights: dict[str, float],
-    g: float,
-    lr: float,
-    l2: float,
-) -> None:
-    """Each weight of a feature in ``x`` moves by ``lr`` times its gradient: scaled value times
-    the loss gradient ``g``, plus ``l2`` times the weight (River's SGD step, its expressions)."""
-    get = weights.get
+    z += intercept
+    if y:  # y_true = 1
+        if z > 18.0:
+            g = w_pos * math.exp(-z) * -1
+        elif z < -18.0:
+            g = w_pos * -1
+        else:
+            g = w_pos * -1 / (math.exp(z) + 1.0)
+    else:  # y_true = -1
+        z = z * -1
+        if z > 18.0:
+            g = w_neg * math.exp(-z) * 1
+        elif z < -18.0:
+            g = w_neg * 1
+        else:
+            g = w_neg * 1 / (math.exp(z) + 1.0)
+    g *= sample_weight
+    g = float(max(min(g, clip), -clip))
+    intercept -= intercept_lr * g
     if l2:
         for name, v in zip(x, scaled, strict=True):
             wi = get(name, 0.0)
@@ -129,6 +158,7 @@ def py_sgd_step(
     else:
         for name, v in zip(x, scaled, strict=True):
             weights[name] = get(name, 0.0) - v * g * lr
+    return intercept
 
 
 def _native() -> Any:
@@ -155,5 +185,4 @@ contributions: Callable[..., tuple[float, Reasons]] = (
 contributions_raw: Callable[..., tuple[float, Reasons]] = (
     _c.contributions_raw if _c else py_contributions_raw
 )
-dot: Callable[..., float] = _c.dot if _c else py_dot
-sgd_step: Callable[..., None] = _c.sgd_step if _c else py_sgd_step
+sgd_learn: Callable[..., float] = _c.sgd_learn if _c else py_sgd_learn

@@ -180,38 +180,16 @@ class OnlineLogit:
         """The regression's part of :meth:`learn`: ``scaled`` is ``x`` as the scaling learned it.
 
         River's ``GLM.learn_one`` step by step, with its arithmetic in its order (a test holds the
-        two equal): 1. the logit, the weights' dot product with the scaled ``x`` (unseen features
-        weigh 0) plus the intercept; 2. the log loss's gradient, times the sample weight, clipped;
-        3. the intercept moves by its learning rate times that gradient; 4. each weight of a
-        feature in ``x`` moves by the learning rate times its gradient (scaled value times the
-        loss gradient, plus L2 times the weight); 5. the optimizer counts one step. The class
-        counts are updated after the weight is read, so a label never weighs itself.
+        two equal): :func:`.kernels.py_sgd_learn` moves the intercept and the weights; then the
+        optimizer counts one step. The class counts are updated after the weight is read, so a
+        label never weighs itself.
         """
         w = weight * self.class_weight(y) if self._weighted else weight
         logit = self.logit
-        z = kernels.dot(x, scaled, self._weights) + logit.intercept
-        # River's optim.losses.Log.gradient, its expressions as written (``* -y_true``), so that
-        # the floats are the same ones.
-        if y:  # y_true = 1
-            if z > 18.0:
-                g = self._w_pos * math.exp(-z) * -1
-            elif z < -18.0:
-                g = self._w_pos * -1
-            else:
-                g = self._w_pos * -1 / (math.exp(z) + 1.0)
-        else:  # y_true = -1
-            z = z * -1
-            if z > 18.0:
-                g = self._w_neg * math.exp(-z) * 1
-            elif z < -18.0:
-                g = self._w_neg * 1
-            else:
-                g = self._w_neg * 1 / (math.exp(z) + 1.0)
-        g *= w
-        clip = self._clip
-        g = float(max(min(g, clip), -clip))
-        logit.intercept -= self._intercept_lr * g
-        kernels.sgd_step(x, scaled, self._weights, g, self._lr, self._l2)
+        logit.intercept = kernels.sgd_learn(
+            x, scaled, self._weights, logit.intercept, y, self._w_pos, self._w_neg, w,
+            self._clip, self._intercept_lr, self._lr, self._l2,
+        )
         logit.optimizer.n_iterations += 1
         self.n_learned += 1
         if y:

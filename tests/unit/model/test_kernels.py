@@ -61,7 +61,7 @@ def test_native_kernels_are_built_and_in_use() -> None:
 @requires_c
 @settings(max_examples=200, deadline=None)
 @given(stream=feature_dicts, lr=st.sampled_from([0.01, 0.5]), l2=st.sampled_from([0.0, 1e-3]),
-       intercept=finite, gs=st.lists(st.floats(-1.0, 1.0), min_size=30, max_size=30))
+       intercept=st.floats(-30.0, 30.0), gs=st.lists(st.floats(-1.0, 1.0), min_size=30, max_size=30))
 def test_c_loops_equal_python_loops(
     stream: list[dict[str, float]], lr: float, l2: float, intercept: float, gs: list[float]
 ) -> None:
@@ -81,10 +81,10 @@ def test_c_loops_equal_python_loops(
         s_py = kernels.py_scale_learn(x, py["counts"], py["means"], py["vars"], py["std"])
         s_c = _kernels.scale_learn(x, c["counts"], c["means"], c["vars"], c["std"])
         assert same(s_py, s_c)
-        assert same(kernels.py_dot(x, s_py, w_py), _kernels.dot(x, s_c, w_c))
-        kernels.py_sgd_step(x, s_py, w_py, g, lr, l2)
-        _kernels.sgd_step(x, s_c, w_c, g, lr, l2)
-        assert same(w_py, w_c)
+        for y in (True, False):  # both branches of the gradient, a large and a small sample weight
+            args = (intercept, y, 1.0, 1.0, 1.0 + 30 * g * g, 5.0, 0.01, lr, l2)
+            assert same(kernels.py_sgd_learn(x, s_py, w_py, *args), _kernels.sgd_learn(x, s_c, w_c, *args))
+            assert same(w_py, w_c)
         for k in ("counts", "means", "vars", "std"):
             assert same(dict(py[k]), dict(c[k])), k
 
@@ -99,8 +99,8 @@ def test_c_loops_refuse_bad_input() -> None:
     with pytest.raises(TypeError):
         _kernels.scale_learn([1.0], stats["counts"], stats["means"], stats["vars"], stats["std"])
     with pytest.raises(ValueError, match="scaled values"):
-        _kernels.dot({"a": 1.0, "b": 2.0}, [1.0], {})
-    with pytest.raises(ValueError, match="scaled values"):
-        _kernels.sgd_step({"a": 1.0}, [], {}, 0.1, 0.1, 0.0)
+        _kernels.sgd_learn({"a": 1.0, "b": 2.0}, [1.0], {}, 0.0, True, 1.0, 1.0, 1.0, 1.0, 0.01, 0.1, 0.0)
+    with pytest.raises(TypeError):
+        _kernels.sgd_learn({"a": 1.0}, [1.0], {}, 0.0, True)
     with pytest.raises(TypeError):
         _kernels.contributions({"a": 1.0}, ["no"], {"a": 1.0}, 0.0, True)
