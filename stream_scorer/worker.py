@@ -461,7 +461,9 @@ class Worker:
         score = self.scorer.score
         apply_label = self.scorer.apply_label
         dumps = orjson.dumps
-        on_delivery = self._on_delivery
+        # Exactly-once needs no report per score: a failed delivery fails the transaction's commit,
+        # which aborts and rewinds (the changelog keeps its reports: they carry its offsets).
+        on_delivery = None if self.eos else self._on_delivery
         produce = producer.produce
         next_offsets = self._open_offsets
         scored = dead = labels = applied = 0
