@@ -25,6 +25,7 @@ from stream_scorer.model.settings import (  # re-exported: config.ModelSettings 
     ModelSettings,
     PendingSettings,
 )
+from stream_scorer.native import PURE_PYTHON_ENV
 
 ENV_PREFIX = "STREAM_SCORER_"
 
@@ -162,8 +163,9 @@ def env_name(loc: tuple[str | int, ...]) -> str:
     return ENV_PREFIX + "__".join(str(part).upper() for part in loc)
 
 
-# Read by the broker launcher (stream_scorer.kafka.launcher), not by Settings.
-LAUNCHER_ENV = frozenset({"STREAM_SCORER_KAFKA_CACHE", "STREAM_SCORER_KAFKA_VERSION"})
+NOT_SETTINGS_ENV = frozenset({"STREAM_SCORER_KAFKA_CACHE", "STREAM_SCORER_KAFKA_VERSION", PURE_PYTHON_ENV})
+"""Variables with the prefix that are not settings: read by the broker launcher
+(stream_scorer.kafka.launcher), and the switch to the hot path's Python loops (stream_scorer.native)."""
 
 
 def _unknown_env() -> list[str]:
@@ -172,7 +174,7 @@ def _unknown_env() -> list[str]:
         key
         for key in os.environ
         if key.upper().startswith(ENV_PREFIX)
-        and key.upper() not in LAUNCHER_ENV
+        and key.upper() not in NOT_SETTINGS_ENV
         and key.upper()[len(ENV_PREFIX) :].split("__")[0] not in known
     )
 

@@ -53,6 +53,7 @@ from stream_scorer.config import Settings
 from stream_scorer.decode import Decoder, Rejection, decode_label
 from stream_scorer.events import SCHEMA_VERSION, Label
 from stream_scorer.exceptions import ConfigError
+from stream_scorer.features import card as card_layout
 from stream_scorer.features.engine import FeatureEngine
 from stream_scorer.kafka.admin import cluster_id, ensure_topics, partition_count
 from stream_scorer.kafka.clients import log_client_error as client_error_cb
@@ -60,6 +61,7 @@ from stream_scorer.kafka.clients import make_consumer, make_producer
 from stream_scorer.kafka.deadline import CallTimedOut, DeadlineCaller
 from stream_scorer.metrics import MetricsServer, start_metrics_server
 from stream_scorer.model import checkpoint
+from stream_scorer.model import kernels as model_kernels
 from stream_scorer.pipeline import Scorer, scorer_settings
 from stream_scorer.state.changelog import changelog_topic, read_partition
 from stream_scorer.state.store import StateStore
@@ -306,11 +308,12 @@ class Worker:
         self._open()
         s = self.settings
         logger.info(
-            "worker started: group=%s topics=%s,%s guarantee=%s",
+            "worker started: group=%s topics=%s,%s guarantee=%s hot path=%s",
             s.group_id,
             s.topics.transactions,
             s.topics.labels,
             s.processing_guarantee,
+            "C" if model_kernels.NATIVE and card_layout.NATIVE else "Python (C extensions not in use)",
         )
         try:
             while not self._stop.is_set():

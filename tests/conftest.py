@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from stream_scorer.config import Settings
+from stream_scorer.config import NOT_SETTINGS_ENV, Settings
 from stream_scorer.kafka.admin import ensure_topics
 
 
@@ -50,15 +50,11 @@ def kafka_bootstrap() -> Iterator[str]:
         yield kafka.bootstrap_servers
 
 
-KEPT_ENV = ("STREAM_SCORER_KAFKA_CACHE", "STREAM_SCORER_KAFKA_VERSION", "STREAM_SCORER_PURE_PYTHON")
-"""Not settings: where the broker's jars are, and whether the hot path runs its Python loops."""
-
-
 @pytest.fixture(autouse=True)
 def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
     """Settings in the developer's environment must not leak into tests."""
     for key in list(os.environ):
-        if key.startswith("STREAM_SCORER_") and key not in KEPT_ENV:
+        if key.startswith("STREAM_SCORER_") and key not in NOT_SETTINGS_ENV:
             monkeypatch.delenv(key)
 
 

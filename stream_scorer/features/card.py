@@ -23,13 +23,13 @@ bytes with the same floats (a test holds them equal) and is used when built, unl
 from __future__ import annotations
 
 import math
-import os
 import struct
 import zlib
 from array import array
 from collections.abc import Callable
 from typing import Any
 
+from stream_scorer import native
 from stream_scorer.features.catalog import (
     CARD_WINDOWS,
     DISTINCT_MERCHANTS_HOURS,
@@ -50,17 +50,7 @@ _MAX_AGE = 255
 <= 1 h), so a previous hour older than 255 h is outside every window (24 h, 7 d) for good."""
 
 
-def _native() -> Any:
-    if os.environ.get("STREAM_SCORER_PURE_PYTHON", "") not in ("", "0"):
-        return None
-    try:
-        from stream_scorer.features import _kernels
-    except ImportError:
-        return None
-    return _kernels
-
-
-_c = _native()
+_c = native.load("stream_scorer.features._kernels")
 NATIVE: bool = _c is not None
 """Whether cards are updated by the C kernel."""
 

@@ -29,6 +29,7 @@ from array import array
 from collections.abc import Callable
 from typing import Any
 
+from stream_scorer import native
 from stream_scorer.features import card
 from stream_scorer.features.catalog import MERCHANT_WINDOWS
 from stream_scorer.features.settings import FeatureSettings
@@ -107,16 +108,15 @@ class MerchantLayout:
 
     def native_updater(self) -> Any:
         """The C kernel (``_kernels.MerchantUpdater``) for this layout; ImportError if not built."""
-        if not card.NATIVE:
+        kernels = native.load("stream_scorer.features._kernels") if card.NATIVE else None
+        if kernels is None:
             raise ImportError("stream_scorer.features._kernels is not built (or not in use)")
-        from stream_scorer.features import _kernels
-
         levels = tuple(
             (bucket_s, span, slots, off, count_name, mean_name)
             for _, bucket_s, span, slots, off, _end, count_name, mean_name in self._level_params
         )
         risk = (self.risk.bucket_s, self.risk.span, self.risk.slots)
-        return _kernels.MerchantUpdater(
+        return kernels.MerchantUpdater(
             self.grace_s,
             levels,
             risk,

@@ -5,7 +5,7 @@ Each loop walks a feature dict ``x`` once, reading and writing River's own dicts
 arithmetic in the same order as the Python ones here, so the floats and the dicts come out the
 same (``tests/unit/model/test_kernels.py`` holds them equal); the Python ones are the reference,
 and the fallback where no C compiler built the extension. ``NATIVE`` says which is in use;
-``STREAM_SCORER_PURE_PYTHON=1`` in the environment chooses Python.
+``STREAM_SCORER_PURE_PYTHON=1`` in the environment chooses Python (see :mod:`stream_scorer.native`).
 
 The scaled values are lists in the order of ``x``; ``None`` marks a feature without variance
 where scoring skips it.
@@ -14,9 +14,10 @@ where scoring skips it.
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Callable
 from typing import Any
+
+from stream_scorer import native
 
 Reasons = list[tuple[str, float]]
 
@@ -161,17 +162,7 @@ def py_sgd_learn(
     return intercept
 
 
-def _native() -> Any:
-    if os.environ.get("STREAM_SCORER_PURE_PYTHON", "") not in ("", "0"):
-        return None
-    try:
-        from stream_scorer.model import _kernels
-    except ImportError:
-        return None
-    return _kernels
-
-
-_c = _native()
+_c = native.load("stream_scorer.model._kernels")
 NATIVE: bool = _c is not None
 """Whether the C loops are in use."""
 

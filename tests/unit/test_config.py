@@ -53,7 +53,11 @@ def test_secrets_in_kafka_settings_are_not_echoed(monkeypatch):
     assert "STREAM_SCORER_KAFKA" in str(exc.value)
 
 
-def test_launcher_variables_are_not_unknown_settings(monkeypatch):
+def test_launcher_and_pure_python_variables_are_not_unknown_settings(monkeypatch):
     monkeypatch.setenv("STREAM_SCORER_KAFKA_CACHE", "/tmp/x")
     monkeypatch.setenv("STREAM_SCORER_KAFKA_VERSION", "4.4.0")
+    monkeypatch.setenv("STREAM_SCORER_PURE_PYTHON", "1")
     assert isinstance(load_settings(), Settings)
+    monkeypatch.setenv("STREAM_SCORER_PURE_PYTHN", "1")  # a typo is still refused
+    with pytest.raises(ConfigError, match="STREAM_SCORER_PURE_PYTHN"):
+        load_settings()
