@@ -557,13 +557,28 @@ class Worker:
         assert self._producer is not None
         produce = self._producer.produce
         changelog, cl_delivery = self.changelog, self._on_changelog_delivery
+        # The reports carry the changelog's offsets (StateStore.delivered keeps the highest). In a
+        # transaction one per partition, on its last record, is enough: the idempotent producer
+        # keeps a partition's order, and a failed record fails the commit. At-least-once needs a
+        # report per record, to know that every one of them is written before the offsets.
+        each = None if self.eos else cl_delivery
+
+        def send(p: int, key: bytes, value: bytes | None, cb: Any) -> None:
+            try:
+                produce(changelog, value, key, partition=p, on_delivery=cb)
+            except BufferError:
+                self._produce_blocking(changelog, value, key, cb, partition=p)
+
         n_changes = 0
         for p in {p for (_, p) in self._open_offsets}:
-            for key, state_value in self.state.changes(p):
-                try:
-                    produce(changelog, state_value, key, partition=p, on_delivery=cl_delivery)
-                except BufferError:
-                    self._produce_blocking(changelog, state_value, key, cl_delivery, partition=p)
+            last: tuple[bytes, bytes | None] | None = None
+            for change in self.state.changes(p):
+                if last is not None:
+                    send(p, last[0], last[1], each)
+                    n_changes += 1
+                last = change
+            if last is not None:
+                send(p, last[0], last[1], cl_delivery)
                 n_changes += 1
         st, m = self.stats, self.metrics
         st.changelog_records += n_changes

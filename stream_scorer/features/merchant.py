@@ -245,19 +245,13 @@ class MerchantLayout:
 
     def dumps(self, m: MerchantState) -> bytes:
         """The merchant's state as bytes (arrays of float64, then the pending labels)."""
-        lts = array("d", [p[0] for p in m.pending])
-        flags = bytes(1 if p[1] else 0 for p in m.pending)
-        return b"".join(
-            (
-                _HEADER.pack(m.max_ts, m.seen_ts, len(m.pending)),
-                m.counts.tobytes(),
-                m.sums.tobytes(),
-                m.labels.tobytes(),
-                m.frauds.tobytes(),
-                lts.tobytes(),
-                flags,
-            )
-        )
+        pending = m.pending
+        header = _HEADER.pack(m.max_ts, m.seen_ts, len(pending))
+        if not pending:
+            return b"".join((header, m.counts, m.sums, m.labels, m.frauds))  # buffers: no copies
+        lts = array("d", [p[0] for p in pending])
+        flags = bytes([1 if p[1] else 0 for p in pending])
+        return b"".join((header, m.counts, m.sums, m.labels, m.frauds, lts, flags))
 
     def loads(self, data: bytes | memoryview, mhash: int) -> MerchantState:
         """The inverse of :meth:`dumps`; raises ``ValueError`` when the bytes do not fit."""

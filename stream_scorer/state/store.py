@@ -100,12 +100,8 @@ class StateStore:
         st = self.scorer.partitions.get(partition)
         if st is None:
             return
-        engine = st.engine
-        keys = engine.dirty_keys()  # type: ignore[attr-defined]
-        engine.clear_dirty()  # type: ignore[attr-defined]
-        dump = engine.dump_key  # type: ignore[attr-defined]
-        for key in keys:
-            yield FEATURE + key.encode(), dump(key)
+        for key, value in st.engine.drain_changes():  # type: ignore[attr-defined]
+            yield FEATURE + key.encode(), value
         names = self.names
         for tid, entry in st.pending.drain_changes().items():
             yield PENDING + tid.encode(), None if entry is None else encode_pending(entry, names)

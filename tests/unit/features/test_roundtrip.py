@@ -65,9 +65,10 @@ def test_changelog_replay_continues_identically(
     for i, item in enumerate(stream[:cut]):
         got += run(first, [item])
         if i == cut - 1 or data.draw(st.booleans()):
-            for key in first.dirty_keys():
-                topic[key] = first.dump_key(key)
-            first.clear_dirty()
+            want = {key: first.dump_key(key) for key in first.dirty_keys()}
+            drained = first.drain_changes()  # what a commit writes: the same keys and bytes
+            assert dict(drained) == want and len(drained) == len(want)
+            topic.update(drained)
     assert not first.dirty_keys()
     second = FeatureEngine(fs)
     for key, value in topic.items():
