@@ -18,7 +18,7 @@ the cache of the windows it writes into. A restored merchant recomputes it from 
 so it continues bit for bit.
 
 :meth:`MerchantLayout.py_update` is the reference; the C extension ``_kernels`` does the same on the
-same arrays with the same floats (a test holds them equal) and is used with the card's kernel.
+same arrays with the same floats (a test holds them equal) and is used when built.
 """
 
 from __future__ import annotations
@@ -30,12 +30,12 @@ from collections.abc import Callable
 from typing import Any
 
 from stream_scorer import native
-from stream_scorer.features import card
 from stream_scorer.features.catalog import MERCHANT_WINDOWS
 from stream_scorer.features.settings import FeatureSettings
 from stream_scorer.features.windows import Level, clear_ranges, make_levels
 
 _HEADER = struct.Struct("<ddI")
+_c = native.load("stream_scorer.features._kernels")
 
 
 class MerchantState:
@@ -101,22 +101,21 @@ class MerchantLayout:
         )
         self._risk_cache = len(self.levels)
         self.update: Callable[[MerchantState, float, float, dict[str, float]], bool] = (
-            self.native_updater().update if card.NATIVE else self.py_update
+            self.native_updater().update if _c is not None else self.py_update
         )
         """Write the merchant's features of this event into ``x``, fold it in; True if late
         (:meth:`py_update`, in C when built)."""
 
     def native_updater(self) -> Any:
         """The C kernel (``_kernels.MerchantUpdater``) for this layout; ImportError if not built."""
-        kernels = native.load("stream_scorer.features._kernels") if card.NATIVE else None
-        if kernels is None:
+        if _c is None:
             raise ImportError("stream_scorer.features._kernels is not built (or not in use)")
         levels = tuple(
             (bucket_s, span, slots, off, count_name, mean_name)
             for _, bucket_s, span, slots, off, _end, count_name, mean_name in self._level_params
         )
         risk = (self.risk.bucket_s, self.risk.span, self.risk.slots)
-        return kernels.MerchantUpdater(
+        return _c.MerchantUpdater(
             self.grace_s,
             levels,
             risk,

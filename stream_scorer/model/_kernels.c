@@ -274,50 +274,6 @@ fail:
     return NULL;
 }
 
-/* contributions_raw(x, means, std, weights, intercept, want_reasons): contributions() of x scaled
- * on the fly (a feature without variance is skipped, as River scales it to 0) */
-static PyObject *
-contributions_raw(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
-{
-    if (nargs != 6) {
-        PyErr_SetString(PyExc_TypeError,
-                        "contributions_raw(x, means, std, weights, intercept, want_reasons)");
-        return NULL;
-    }
-    if (check_dicts(args, 4) < 0)
-        return NULL;
-    PyObject *x = args[0], *means = args[1], *std = args[2], *weights = args[3];
-    double z = PyFloat_AsDouble(args[4]);
-    if (z == -1.0 && PyErr_Occurred())
-        return NULL;
-    int want = PyObject_IsTrue(args[5]);
-    if (want < 0)
-        return NULL;
-    PyObject *positive = NULL;
-    Py_ssize_t pos = 0;
-    PyObject *key, *value;
-    while (PyDict_Next(x, &pos, &key, &value)) {
-        double s, m, w;
-        if (get_double(std, key, 0.0, &s) < 0)
-            goto fail;
-        if (s == 0.0)
-            continue;
-        double xi = PyFloat_AsDouble(value);
-        if (xi == -1.0 && PyErr_Occurred())
-            goto fail;
-        if (get_double(weights, key, 0.0, &w) < 0 || get_double(means, key, 0.0, &m) < 0)
-            goto fail;
-        double c = w * ((xi - m) / s);
-        z += c;
-        if (want && c > 0.0 && append_reason(&positive, key, c) < 0)
-            goto fail;
-    }
-    return logit_result(z, positive);
-fail:
-    Py_XDECREF(positive);
-    return NULL;
-}
-
 /* sgd_learn(x, scaled, weights, intercept, y, w_pos, w_neg, sample_weight, clip, intercept_lr,
  *           lr, l2) -> the new intercept
  * River's GLM.learn_one step for the log loss, as kernels.py_sgd_learn: the logit, the loss
@@ -414,8 +370,6 @@ static PyMethodDef methods[] = {
      "x scaled by the statistics, as a list; None where a feature has no variance."},
     {"contributions", (PyCFunction)(void (*)(void))contributions, METH_FASTCALL,
      "The logit of scaled x and its positive contributions."},
-    {"contributions_raw", (PyCFunction)(void (*)(void))contributions_raw, METH_FASTCALL,
-     "The logit of x, scaled on the fly, and its positive contributions."},
     {"sgd_learn", (PyCFunction)(void (*)(void))sgd_learn, METH_FASTCALL,
      "One SGD step of the log loss on scaled x; returns the new intercept."},
     {NULL, NULL, 0, NULL},

@@ -13,14 +13,6 @@ def contributions(
     intercept: float,
     want_reasons: bool,
 ) -> tuple[float, list[tuple[str, float]]]: ...
-def contributions_raw(
-    x: dict[str, float],
-    means: Any,
-    std: dict[str, float],
-    weights: dict[str, float],
-    intercept: float,
-    want_reasons: bool,
-) -> tuple[float, list[tuple[str, float]]]: ...
 def sgd_learn(
     x: dict[str, float],
     scaled: list[float],

@@ -81,29 +81,6 @@ def py_contributions(
     return z, positive
 
 
-def py_contributions_raw(
-    x: dict[str, float],
-    means: Any,
-    std: dict[str, float],
-    weights: dict[str, float],
-    intercept: float,
-    want_reasons: bool,
-) -> tuple[float, Reasons]:
-    """:func:`py_contributions` of ``x`` scaled on the fly (no list of scaled values)."""
-    get = weights.get
-    z = intercept
-    positive: Reasons = []
-    for name, value in x.items():
-        s = std.get(name)
-        if not s:
-            continue  # River scales a feature without variance to 0
-        c = get(name, 0.0) * ((value - means.get(name, 0.0)) / s)
-        z += c
-        if want_reasons and c > 0.0:
-            positive.append((name, c))
-    return z, positive
-
-
 def py_sgd_learn(
     x: dict[str, float],
     scaled: list[float],
@@ -172,8 +149,5 @@ scale_transform: Callable[..., list[float | None]] = (
 )
 contributions: Callable[..., tuple[float, Reasons]] = (
     _c.contributions if _c else py_contributions
-)
-contributions_raw: Callable[..., tuple[float, Reasons]] = (
-    _c.contributions_raw if _c else py_contributions_raw
 )
 sgd_learn: Callable[..., float] = _c.sgd_learn if _c else py_sgd_learn

@@ -130,23 +130,16 @@ class OnlineLogit:
     def score(self, x: dict[str, float]) -> tuple[float, list[tuple[str, float]]]:
         """The fraud probability of ``x`` and its top positive contributions to the logit.
 
-        One pass over ``x`` scales each value as River's StandardScaler does, and adds its
-        contribution (weight times scaled value) to the logit; reading never changes the model.
+        ``x`` is scaled as River's StandardScaler does, and each feature adds its contribution
+        (weight times scaled value) to the logit; reading never changes the model.
         """
-        k = self.n_reasons
-        z, positive = kernels.contributions_raw(
-            x, self.scaling.scaler.means, self.scaling.std, self._weights, self.logit.intercept, k > 0
-        )
-        if len(positive) > 1:
-            positive.sort(key=_second, reverse=True)  # stable: ties keep feature order
-        return _sigmoid(z), positive[:k]
+        return self.score_scaled(x, self.scaling.transform(x))
 
     def score_scaled(
         self, x: dict[str, float], scaled: list[float | None]
     ) -> tuple[float, list[tuple[str, float]]]:
         """:meth:`score`, with ``x`` already scaled by :meth:`Scaling.transform` of this model's
-        scaling (``None``: no variance): models that share a scaling scale ``x`` once. The same
-        arithmetic in the same order as :meth:`score`, so the same result (a test holds it)."""
+        scaling (``None``: no variance, skipped): models that share a scaling scale ``x`` once."""
         k = self.n_reasons
         z, positive = kernels.contributions(x, scaled, self._weights, self.logit.intercept, k > 0)
         if len(positive) > 1:
