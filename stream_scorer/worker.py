@@ -24,13 +24,18 @@ record after a quiet spell commits at once; a busy stream or a backlog is commit
 number of transactions, whatever its batches, and a key changed by several batches is logged once.
 A rebalance commits first; lost partitions abort.
 
-With ``processing_guarantee=at_least_once`` (clusters without transactions), step 4 is: flush the
-producer and commit the offsets only when every record was acknowledged.
+With ``processing_guarantee=at_least_once`` (clusters without transactions), step 4 commits the
+offsets only once every record of the unit was acknowledged. The worker does not wait for that: it
+goes on with the next unit, and the units' offsets are committed asynchronously, in order, as their
+delivery reports come in (:mod:`stream_scorer.kafka.acks`). A failed record stops the pipeline and
+rewinds to the last confirmed unit. A rebalance, a stop, and a due snapshot or checkpoint wait for
+every report and commit synchronously.
 """
 
 from __future__ import annotations
 
 import base64
+import gc
 import logging
 import threading
 import time
@@ -52,9 +57,10 @@ from confluent_kafka import (
 from stream_scorer.config import Settings
 from stream_scorer.decode import Decoder, Rejection, decode_label
 from stream_scorer.events import SCHEMA_VERSION, Label
-from stream_scorer.exceptions import ConfigError
+from stream_scorer.exceptions import ConfigError, InvariantError
 from stream_scorer.features import card as card_layout
 from stream_scorer.features.engine import FeatureEngine
+from stream_scorer.kafka.acks import MAX_UNITS_IN_FLIGHT, AckQueue, CommitUnit
 from stream_scorer.kafka.admin import cluster_id, ensure_topics, partition_count
 from stream_scorer.kafka.clients import log_client_error as client_error_cb
 from stream_scorer.kafka.clients import make_consumer, make_producer
@@ -168,6 +174,12 @@ class Worker:
         """Next offsets of the batches processed since the last commit (the open commit unit)."""
         self._open_batches = 0
         """Batches in the open commit unit (0: everything processed is committed)."""
+        self._unit = CommitUnit(self.state.delivered)
+        """At-least-once: the open unit's delivery reports."""
+        self._acks = AckQueue()
+        """At-least-once: closed units whose offsets wait for their records' reports."""
+        self._confirmed_offsets: list[TopicPartition] = []
+        """At-least-once: the offsets last committed (those of the rollback models)."""
         self._last_commit = time.monotonic()
         self._txn = DeadlineCaller("txn")
         self._abandoned: list[Producer | Consumer] = []
@@ -214,6 +226,8 @@ class Worker:
             # Static membership: a restarted worker with the same id gets its partitions back at
             # once, without a rebalance of the group.
             consumer_extra["group.instance.id"] = s.instance_id
+        if not self.eos:
+            consumer_extra["on_commit"] = self._on_commit  # asynchronous commits report here
         self._consumer_extra = consumer_extra
         self._new_consumer()
 
@@ -272,14 +286,18 @@ class Worker:
             self._recall_ids(tp.partition, tp.offset)
         self._owned.update(mine)
         self._lost_at = None
+        # What is alive now (modules, models, restored state) lives as long as the worker: out of
+        # the cyclic collector's sight, a full collection no longer stops the stream for tens of
+        # milliseconds to walk it all again.
+        gc.freeze()
         self.ready.set()
         logger.info("assigned partitions %s", mine)
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         # Commit what was processed, state included: the new owner restores it from the
         # changelog. A snapshot now makes our own restore quick if the partition comes back.
-        if self._open_batches:
-            self._commit()
+        if self._open_batches or self._acks:
+            self._commit(wait=True)
         mine = sorted({p.partition for p in partitions if p.topic == self.settings.topics.transactions})
         for p in mine:
             if p in self._owned:
@@ -323,8 +341,8 @@ class Worker:
                 elif self._open_batches and self._commit_due():
                     self._commit()
                 self._housekeeping()
-            if self._open_batches:
-                self._commit()
+            if self._open_batches or self._acks:
+                self._commit(wait=True)
         finally:
             self._close()
         logger.info("worker stopped: %s", self.stats.as_dict())
@@ -343,6 +361,8 @@ class Worker:
         if not msgs:
             if self._open_batches:  # wake up in time for the commit
                 wait = min(wait, max(0.0, self._last_commit + self.settings.commit_interval_s - time.monotonic()))
+            if self._acks:  # and soon, to commit units as their reports arrive
+                wait = min(wait, 0.005)
             msgs = consumer.consume(1, wait)
             if msgs and n > 1:
                 msgs += consumer.consume(n - 1, 0)
@@ -377,6 +397,8 @@ class Worker:
         """Per loop turn, not per event: snapshots and model checkpoints when they are due, and a
         consumer that stays out of its group after losing it is replaced."""
         now = self._last_loop = time.monotonic()
+        if self._acks:
+            self._confirm_units()
         if now - self._last_gauges >= 5.0:
             self._last_gauges = now
             self._update_gauges()
@@ -388,14 +410,15 @@ class Worker:
             assert self._consumer is not None
             self._abandoned.append(self._consumer)
             self._new_consumer()
-        if now - self._last_snapshot >= self.settings.snapshot_interval_s and not self._open_batches:
+        idle = not self._open_batches and not self._acks  # memory == what is committed
+        if now - self._last_snapshot >= self.settings.snapshot_interval_s and idle:
             self._last_snapshot = now
             for p in sorted(self._owned):
                 self._snapshot_quietly(p)
         # Checkpoints between commits only: one never holds learning that may still be rolled back.
         if (
             self.checkpointer is not None
-            and not self._open_batches
+            and idle
             and self.checkpointer.maybe_save(self.scorer.champion, self.scorer.challenger) is not None
         ):
             self._models_at_commit = self.scorer.save_models()  # the new generation
@@ -466,7 +489,8 @@ class Worker:
         dumps = orjson.dumps
         # Exactly-once needs no report per score: a failed delivery fails the transaction's commit,
         # which aborts and rewinds (the changelog keeps its reports: they carry its offsets).
-        on_delivery = None if self.eos else self._on_delivery
+        unit = self._unit
+        on_delivery = None if self.eos else unit.on_delivery
         produce = producer.produce
         next_offsets = self._open_offsets
         scored = dead = labels = applied = 0
@@ -524,6 +548,7 @@ class Worker:
                 if apply_label(label.transaction_id, label.is_fraud, label.label_time.timestamp(), partition):
                     applied += 1
 
+        unit.produced += scored  # the dead letters count themselves
         st = self.stats
         st.consumed += len(msgs)
         st.scored += scored
@@ -550,18 +575,19 @@ class Worker:
         transactions, however its records are spread over batches."""
         return time.monotonic() - self._last_commit >= self.settings.commit_interval_s
 
-    def _commit(self) -> None:
+    def _commit(self, wait: bool = False) -> None:
         """Steps 3-4 for every batch since the last commit: the state they changed, one changelog
-        record per changed key, then the offsets, in one transaction (or, at-least-once, flushed
-        then committed)."""
+        record per changed key, then the offsets, in one transaction (or, at-least-once, once
+        every record is acknowledged: see :meth:`_close_alos_unit`; ``wait`` waits for that)."""
         assert self._producer is not None
         produce = self._producer.produce
-        changelog, cl_delivery = self.changelog, self._on_changelog_delivery
+        changelog, unit = self.changelog, self._unit
         # The reports carry the changelog's offsets (StateStore.delivered keeps the highest). In a
         # transaction one per partition, on its last record, is enough: the idempotent producer
         # keeps a partition's order, and a failed record fails the commit. At-least-once needs a
         # report per record, to know that every one of them is written before the offsets.
-        each = None if self.eos else cl_delivery
+        last_cb = self._on_changelog_delivery if self.eos else unit.on_changelog_delivery
+        each = None if self.eos else last_cb
 
         def send(p: int, key: bytes, value: bytes | None, cb: Any) -> None:
             try:
@@ -578,17 +604,20 @@ class Worker:
                     n_changes += 1
                 last = change
             if last is not None:
-                send(p, last[0], last[1], cl_delivery)
+                send(p, last[0], last[1], last_cb)
                 n_changes += 1
         st, m = self.stats, self.metrics
         st.changelog_records += n_changes
-        aborts = st.aborts
-        m.batches_per_commit.observe(self._open_batches)
+        if self._open_batches:
+            m.batches_per_commit.observe(self._open_batches)
+        had_open = bool(self._open_batches)
         offsets = self._close_unit()
-        if self.eos:
-            self._commit_transaction(offsets)
-        else:
-            self._flush_and_commit(offsets)
+        if not self.eos:
+            unit.produced += n_changes
+            self._close_alos_unit(unit, offsets, had_open, wait)
+            return
+        aborts = st.aborts
+        self._commit_transaction([TopicPartition(t, p, o) for (t, p), o in offsets.items()])
         self._last_commit = time.monotonic()
         if st.aborts > aborts:
             m.aborts.inc()  # and the models went back to the last commit (see _rewind)
@@ -596,11 +625,12 @@ class Worker:
             m.commits.inc()
             self._models_at_commit = self.scorer.save_models()
 
-    def _close_unit(self) -> list[TopicPartition]:
+    def _close_unit(self) -> dict[tuple[str, int], int]:
         """End the open commit unit; return its next offsets."""
-        offsets = [TopicPartition(t, p, o) for (t, p), o in self._open_offsets.items()]
+        offsets = self._open_offsets
         self._open_offsets = {}
         self._open_batches = 0
+        self._unit = CommitUnit(self.state.delivered)
         return offsets
 
     def _abandon_open(self) -> None:
@@ -608,6 +638,7 @@ class Worker:
         transaction; the records' new owner scores them again from the last commit, and the
         models forget what they learned from them."""
         self._close_unit()
+        self._acks.clear()  # at-least-once: units in flight are not committed either
         self.scorer.restore_models(self._models_at_commit)
         if self.eos and self._producer is not None:
             producer = self._producer
@@ -693,29 +724,109 @@ class Worker:
                     last_warning = now
                 time.sleep(0.5)
 
-    def _flush_and_commit(self, offsets: list[TopicPartition]) -> None:
-        """At-least-once: commit offsets only once every record of the batch was acknowledged."""
-        assert self._producer is not None and self._consumer is not None
+    # -- at-least-once commits ----------------------------------------------------------------
+
+    def _close_alos_unit(
+        self, unit: CommitUnit, offsets: dict[tuple[str, int], int], had_open: bool, wait: bool,
+    ) -> None:
+        """Queue the closed unit for confirmation and go on; wait for every report instead when
+        asked to, when a snapshot or checkpoint is due (they need memory == committed), or when
+        too many units are in flight (the cluster is slow: back-pressure)."""
+        if had_open:
+            unit.offsets = offsets
+            unit.models = self.scorer.save_models()  # the rollback point once it is confirmed
+            self._acks.push(unit)
+        self._last_commit = time.monotonic()
+        if wait or self._sync_due() or len(self._acks) > MAX_UNITS_IN_FLIGHT:
+            self._drain()
+        else:
+            self._confirm_units()
+
+    def _sync_due(self) -> bool:
+        now = time.monotonic()
+        return now - self._last_snapshot >= self.settings.snapshot_interval_s or (
+            self.checkpointer is not None and self.checkpointer.due(now)
+        )
+
+    def _confirm_units(self) -> None:
+        """Per loop turn: serve delivery reports; commit the offsets of the units now fully
+        acknowledged (asynchronously, in order), or rewind if a record failed."""
+        assert self._producer is not None
+        self._producer.poll(0)
+        if self._acks.failed() is not None:
+            self._delivery_failed()
+            return
+        unit = self._acks.pop_confirmed()
+        if unit is not None:
+            self._confirmed(unit, asynchronous=True)
+
+    def _drain(self) -> None:
+        """Wait for every delivery report, then commit what they confirm, synchronously."""
+        assert self._producer is not None
         warned = False
         while self._producer.flush(5.0) > 0:
             if not warned:
-                logger.warning("waiting for Kafka to acknowledge the batch's records")
+                logger.warning("waiting for Kafka to acknowledge the records in flight")
                 warned = True
-        if self._failures_in_batch:
-            logger.warning(
-                "%d records of the batch failed; rewinding to the committed offsets", self._failures_in_batch
-            )
-            self.stats.aborts += 1
-            self._rewind()
+        if self._acks.failed() is not None:
+            self._delivery_failed()
             return
-        if not offsets:
+        unit = self._acks.pop_confirmed()
+        if self._acks:
+            # Flushed, yet a unit misses reports: it counted records it did not produce.
+            raise InvariantError(f"{len(self._acks)} commit units still wait for reports after a flush")
+        if unit is not None:
+            self._confirmed(unit, asynchronous=False)
+
+    def _confirmed(self, unit: CommitUnit, asynchronous: bool) -> None:
+        """Every record up to ``unit`` is written: commit its offsets; its models become the
+        rollback point."""
+        assert self._consumer is not None
+        self._models_at_commit = unit.models
+        self.metrics.commits.inc()
+        if not unit.offsets:
             return
+        offsets = [TopicPartition(t, p, o) for (t, p), o in unit.offsets.items()]
+        self._confirmed_offsets = offsets
         try:
-            self._consumer.commit(offsets=offsets, asynchronous=False)
+            if asynchronous:
+                self._consumer.commit(offsets=offsets, asynchronous=True)
+            else:
+                self._consumer.commit(offsets=offsets, asynchronous=False)
             self.stats.commits += 1
         except KafkaException as exc:
             # A rebalance took the partitions away: their new owner scores from the last commit.
-            logger.warning("commit failed (%s); the batch may be scored again after a rebalance", exc)
+            logger.warning("commit failed (%s); the records may be scored again after a rebalance", exc)
+
+    def _on_commit(self, err: KafkaError | None, partitions: list[TopicPartition]) -> None:
+        if err is not None and err.code() != KafkaError._NO_OFFSET:
+            # A rebalance took the partitions away: their new owner scores from the last commit.
+            logger.warning("asynchronous commit failed (%s); the records may be scored again", err)
+
+    def _delivery_failed(self) -> None:
+        """A record in flight failed: wait for the others, then rewind everything after the last
+        confirmed unit (its offsets are committed again, synchronously, so that the broker's
+        offsets and the rollback models agree)."""
+        assert self._producer is not None and self._consumer is not None
+        while self._producer.flush(5.0) > 0:
+            pass
+        failed = self._acks.failed()
+        n = self._acks.n_failed()
+        logger.warning(
+            "%d records in flight failed (first: %s); rewinding to the last confirmed commit",
+            n, failed.first_error if failed is not None else None,
+        )
+        self.stats.delivery_failures += n
+        self.stats.aborts += 1
+        self.metrics.aborts.inc()
+        self._acks.clear()
+        self._close_unit()
+        if self._confirmed_offsets:
+            try:
+                self._consumer.commit(offsets=self._confirmed_offsets, asynchronous=False)
+            except KafkaException as exc:
+                logger.warning("commit of the confirmed offsets failed (%s)", exc)
+        self._rewind()
 
     def _rewind(self) -> None:
         """Forget what was not committed: state back to the changelog, the models back to their
@@ -788,10 +899,12 @@ class Worker:
         ]
         assert self._producer is not None
         topic, data = self.settings.topics.dlq, orjson.dumps(record)
+        cb = self._on_delivery if self.eos else self._unit.on_delivery
         try:
-            self._producer.produce(topic, data, key, headers=headers, on_delivery=self._on_delivery)
+            self._producer.produce(topic, data, key, headers=headers, on_delivery=cb)
         except BufferError:
-            self._produce_blocking(topic, data, key, self._on_delivery, headers=headers)
+            self._produce_blocking(topic, data, key, cb, headers=headers)
+        self._unit.produced += 1
 
     def _consumer_error(self, err: KafkaError) -> None:
         self.stats.consumer_errors += 1
