@@ -110,6 +110,8 @@ class WorkerStats:
     consumer_errors: int = 0
     snapshots: int = 0
     restores: int = 0
+    held: int = 0
+    """Records produced while a commit was in flight (exactly-once), then into the next transaction."""
 
     def as_dict(self) -> dict[str, int]:
         return asdict(self)
@@ -705,6 +707,7 @@ class Worker:
         self._producer.begin_transaction()
         self._txn_open = True
         held, self._held = self._held, []
+        self.stats.held += len(held)
         produce = self._producer.produce
         for topic, value, key, cb, headers in held:
             try:
