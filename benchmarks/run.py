@@ -88,6 +88,15 @@ def rss_bytes() -> int:
     return 0
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of process ``pid`` so far (Linux /proc)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return float("nan")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def settings_for(**kw: Any) -> Any:
     from stream_scorer.config import Settings
 
@@ -223,6 +232,8 @@ class Broker:
         self.kafka = LocalKafka(heap="1g")
         self.kafka.start()
         self.bootstrap = self.kafka.bootstrap_servers
+        assert self.kafka.process is not None
+        self.pid = self.kafka.process.pid
         from confluent_kafka.admin import AdminClient
 
         self.admin = AdminClient({"bootstrap.servers": self.bootstrap, "log_level": 0})
@@ -434,6 +445,12 @@ def bench_quix(ctx: Ctx, topic: str, partitions: int, n: int, guarantee: str) ->
 # -- 4. latency ------------------------------------------------------------------------------------
 
 
+LATENCY_PRODUCER: dict[str, Any] = {"linger.ms": 5}
+"""The offering producer: librdkafka's default linger, as a user's producer has (linger 1 ms made
+the broker's share of the two cores 36% at 5,000 ev/s, against 17%)."""
+LATENCY_READER: dict[str, Any] = {"fetch.wait.max.ms": 5, "fetch.min.bytes": 1}
+
+
 def bench_latency(
     ctx: Ctx, rate: float, seconds: float, pairs: list[tuple[bytes, bytes]], **worker_env: str,
 ) -> dict[str, Any]:
@@ -461,14 +478,16 @@ def bench_latency(
             {
                 "bootstrap.servers": ctx.broker.bootstrap, "group.id": f"reader-{tag}",
                 "auto.offset.reset": "earliest", "enable.auto.commit": False,
-                "isolation.level": "read_committed", "fetch.wait.max.ms": 5, "fetch.min.bytes": 1,
+                "isolation.level": "read_committed", **LATENCY_READER,
             }
         )
         c.subscribe([scores])
         loads = orjson.loads
         try:
             while not stop.is_set():
-                for m in c.consume(1000, 0.02):
+                # consume(n, t) waits for n records or t: take what is there, else wait for one.
+                batch = c.consume(1000, 0) or c.consume(1, 0.02)
+                for m in batch:
                     if m.error() is not None:
                         continue
                     now = time.time()
@@ -480,7 +499,7 @@ def bench_latency(
         finally:
             c.close()
 
-    producer = Producer({"bootstrap.servers": ctx.broker.bootstrap, "linger.ms": 1, "acks": "all", "log_level": 0})
+    producer = Producer({"bootstrap.servers": ctx.broker.bootstrap, "acks": "all", "log_level": 0, **LATENCY_PRODUCER})
     try:
         # warm-up: the worker joined, restored and scored, the reader sees scores
         rt = threading.Thread(target=reader, daemon=True)
@@ -494,6 +513,8 @@ def bench_latency(
                 raise RuntimeError(f"latency warm-up: {len(got_read)} of {len(warm)} scores read\n{w.tail()}")
             time.sleep(0.05)
 
+        pids = {"broker": ctx.broker.pid, "worker": w.popen.pid, "harness": os.getpid()}
+        cpu0 = {k: cpu_seconds(pid) for k, pid in pids.items()}
         t0 = time.perf_counter()
         wall0 = time.time()
         i = 0
@@ -515,6 +536,7 @@ def bench_latency(
             if i % 100 == 0:
                 poll(0)
         offered_s = time.perf_counter() - t0
+        cpu = {k: round(100 * (cpu_seconds(pid) - cpu0[k]) / offered_s) for k, pid in pids.items()}
         producer.flush(30)
         deadline = time.monotonic() + 60
         while sum(1 for t in tids if t in got_read) < n and time.monotonic() < deadline:
@@ -538,6 +560,8 @@ def bench_latency(
             "p99.9": percentile(lat_kts, 99.9),
         },
         "worker_env": worker_env,
+        "cpu_percent_while_offered": cpu,
+        "producer": LATENCY_PRODUCER,
     }
 
 
@@ -781,7 +805,7 @@ def table(r: dict[str, Any]) -> str:
         tune = " " + ",".join(f"{k.removeprefix('STREAM_SCORER_').lower()}={v}" for k, v in env.items()) if env else ""
         rows.append((f"4 latency @ {lat['offered_rate']:,.0f} ev/s ({gua}{tune})",
                      f"p50 {f1(m['p50'])} / p99 {f1(m['p99'])} / p99.9 {f1(m['p99.9'])} ms "
-                     f"({lat['received']}/{lat['events']})", target, ok))
+                     f"({lat['received']}/{lat['events']}{_cpu(lat)})", target, ok))
     sc = r.get("scale") or {}
     if sc:
         sp = sc.get("speedup")
@@ -809,6 +833,11 @@ def table(r: dict[str, Any]) -> str:
     w = [max(len(x[i]) for x in [*rows, head]) for i in range(4)]
     line = lambda x: "  ".join(x[i].ljust(w[i]) for i in range(4)).rstrip()  # noqa: E731
     return "\n".join([line(head), line(tuple("-" * n for n in w)), *(line(x) for x in rows)])
+
+
+def _cpu(lat: dict[str, Any]) -> str:
+    cpu = lat.get("cpu_percent_while_offered")
+    return f"; cpu% broker {cpu['broker']} worker {cpu['worker']} harness {cpu['harness']}" if cpu else ""
 
 
 def _get(d: Any, *ks: str) -> Any:
