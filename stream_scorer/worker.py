@@ -325,7 +325,7 @@ class Worker:
     def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         # Lost, not revoked: another worker may own them already; our state may be stale, and
         # what we processed since the last commit is theirs to redo.
-        if self._open_batches or self._committing is not None:
+        if self._open_batches or self._acks or self._committing is not None:
             self._abandon_open()
         for p in {p.partition for p in partitions if p.topic == self.settings.topics.transactions}:
             self.state.drop(p)
