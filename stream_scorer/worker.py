@@ -19,10 +19,6 @@ Per batch, in the order correctness needs (exactly-once, the default):
    go back to their copy at the last commit, and the consumer goes back to the committed offsets,
    so the records are scored again, and learned, once.
 
-The commit of step 4 runs on a helper thread: meanwhile the worker goes on consuming and scoring,
-and holds what it would produce until the commit is done; then the next transaction begins with
-it. If the commit fails, the held records go too: the rewind scores them again.
-
 Steps 3-5 run at most every ``commit_interval_s`` (as Kafka Streams' ``commit.interval.ms``): a
 record after a quiet spell commits at once; a busy stream or a backlog is committed in a bounded
 number of transactions, whatever its batches, and a key changed by several batches is logged once.
@@ -86,8 +82,6 @@ TXN_TIMEOUT_S = TXN_BROKER_TIMEOUT_MS / 1000
 TXN_WEDGED_S = TXN_TIMEOUT_S + 15.0
 """A transaction call still running after this long is stuck, not slow: it has outlived its own
 timeout, and the coordinator has aborted its transaction by then anyway."""
-HELD_BATCHES = 20
-"""While a commit is in flight, at most this many batches' records are held; then the worker waits."""
 CONSUMER_REJOIN_S = 45.0
 """A consumer that lost its partitions and has none back after this long is replaced."""
 
@@ -110,8 +104,6 @@ class WorkerStats:
     consumer_errors: int = 0
     snapshots: int = 0
     restores: int = 0
-    held: int = 0
-    """Records produced while a commit was in flight (exactly-once), then into the next transaction."""
 
     def as_dict(self) -> dict[str, int]:
         return asdict(self)
@@ -186,12 +178,6 @@ class Worker:
         """At-least-once: the open unit's delivery reports."""
         self._acks = AckQueue()
         """At-least-once: closed units whose offsets wait for their records' reports."""
-        self._committing: _Committing | None = None
-        """Exactly-once: the transaction commit in flight on its helper thread."""
-        self._txn_open = False
-        """Exactly-once: a transaction is begun on the producer (records may be produced)."""
-        self._held: list[tuple[str, bytes, bytes | None, Any, Any]] = []
-        """Exactly-once: records produced while a commit is in flight, for the next transaction."""
         self._confirmed_offsets: list[TopicPartition] = []
         """At-least-once: the offsets last committed (those of the rollback models)."""
         self._last_commit = time.monotonic()
@@ -265,7 +251,6 @@ class Worker:
             extra["transaction.timeout.ms"] = TXN_BROKER_TIMEOUT_MS
         self._producer = producer = make_producer(s, **extra)
         self._cluster_was_down = False
-        self._txn_open = False
         if self.eos:
             self._retrying("init_transactions", lambda: producer.init_transactions(TXN_TIMEOUT_S))
 
@@ -311,7 +296,7 @@ class Worker:
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         # Commit what was processed, state included: the new owner restores it from the
         # changelog. A snapshot now makes our own restore quick if the partition comes back.
-        if self._open_batches or self._acks or self._committing is not None:
+        if self._open_batches or self._acks:
             self._commit(wait=True)
         mine = sorted({p.partition for p in partitions if p.topic == self.settings.topics.transactions})
         for p in mine:
@@ -325,7 +310,7 @@ class Worker:
     def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         # Lost, not revoked: another worker may own them already; our state may be stale, and
         # what we processed since the last commit is theirs to redo.
-        if self._open_batches or self._acks or self._committing is not None:
+        if self._open_batches or self._acks:
             self._abandon_open()
         for p in {p.partition for p in partitions if p.topic == self.settings.topics.transactions}:
             self.state.drop(p)
@@ -356,7 +341,7 @@ class Worker:
                 elif self._open_batches and self._commit_due():
                     self._commit()
                 self._housekeeping()
-            if self._open_batches or self._acks or self._committing is not None:
+            if self._open_batches or self._acks:
                 self._commit(wait=True)
         finally:
             self._close()
@@ -376,7 +361,7 @@ class Worker:
         if not msgs:
             if self._open_batches:  # wake up in time for the commit
                 wait = min(wait, max(0.0, self._last_commit + self.settings.commit_interval_s - time.monotonic()))
-            if self._acks or self._committing is not None:  # and soon, to see commits complete
+            if self._acks:  # and soon, to commit units as their reports arrive
                 wait = min(wait, 0.005)
             msgs = consumer.consume(1, wait)
             if msgs and n > 1:
@@ -414,8 +399,6 @@ class Worker:
         now = self._last_loop = time.monotonic()
         if self._acks:
             self._confirm_units()
-        if self._committing is not None:
-            self._settle_commit(block=False)
         if now - self._last_gauges >= 5.0:
             self._last_gauges = now
             self._update_gauges()
@@ -427,7 +410,7 @@ class Worker:
             assert self._consumer is not None
             self._abandoned.append(self._consumer)
             self._new_consumer()
-        idle = not self._open_batches and not self._acks and self._committing is None  # memory == committed
+        idle = not self._open_batches and not self._acks  # memory == what is committed
         if now - self._last_snapshot >= self.settings.snapshot_interval_s and idle:
             self._last_snapshot = now
             for p in sorted(self._owned):
@@ -513,17 +496,10 @@ class Worker:
         scored = dead = labels = applied = 0
         seen_by_partition = self._seen
         dedupe = s.dedupe_window
-        if self.eos:
-            if self._committing is not None:
-                held_full = len(self._held) >= HELD_BATCHES * s.batch_size
-                if self._settle_commit(block=held_full):
-                    return  # the commit failed and the stream rewound: these records come again
-            if self._committing is None:
-                self._begin_transaction()
-            else:
-                produce = self._hold  # type: ignore[assignment]
         if not self._open_batches:
             self._failures_in_batch = 0
+            if self.eos:
+                producer.begin_transaction()
         self._open_batches += 1
 
         for msg in msgs:
@@ -604,11 +580,6 @@ class Worker:
         record per changed key, then the offsets, in one transaction (or, at-least-once, once
         every record is acknowledged: see :meth:`_close_alos_unit`; ``wait`` waits for that)."""
         assert self._producer is not None
-        if self.eos:
-            self._settle_commit(block=True)  # one commit at a time, in order
-            if not self._open_batches:
-                return
-            self._begin_transaction()
         produce = self._producer.produce
         changelog, unit = self.changelog, self._unit
         # The reports carry the changelog's offsets (StateStore.delivered keeps the highest). In a
@@ -645,10 +616,14 @@ class Worker:
             unit.produced += n_changes
             self._close_alos_unit(unit, offsets, had_open, wait)
             return
-        self._start_commit([TopicPartition(t, p, o) for (t, p), o in offsets.items()])
+        aborts = st.aborts
+        self._commit_transaction([TopicPartition(t, p, o) for (t, p), o in offsets.items()])
         self._last_commit = time.monotonic()
-        if wait:
-            self._settle_commit(block=True)
+        if st.aborts > aborts:
+            m.aborts.inc()  # and the models went back to the last commit (see _rewind)
+        else:
+            m.commits.inc()
+            self._models_at_commit = self.scorer.save_models()
 
     def _close_unit(self) -> dict[tuple[str, int], int]:
         """End the open commit unit; return its next offsets."""
@@ -662,14 +637,10 @@ class Worker:
         """Drop the commit unit without committing it (its partitions were lost): abort the
         transaction; the records' new owner scores them again from the last commit, and the
         models forget what they learned from them."""
-        if self._settle_commit(block=True):
-            return  # the commit in flight failed: the stream is back at the last commit already
         self._close_unit()
-        self._held.clear()
         self._acks.clear()  # at-least-once: units in flight are not committed either
         self.scorer.restore_models(self._models_at_commit)
-        if self.eos and self._producer is not None and self._txn_open:
-            self._txn_open = False
+        if self.eos and self._producer is not None:
             producer = self._producer
             try:
                 self._retrying("abort_transaction", lambda: producer.abort_transaction(TXN_TIMEOUT_S))
@@ -699,87 +670,35 @@ class Worker:
 
     # -- commit ---------------------------------------------------------------------------------
 
-    def _begin_transaction(self) -> None:
-        """Begin the next transaction if none is, with the records held while the last commit ran."""
-        if self._txn_open:
-            return
-        assert self._producer is not None
-        self._producer.begin_transaction()
-        self._txn_open = True
-        held, self._held = self._held, []
-        self.stats.held += len(held)
-        produce = self._producer.produce
-        for topic, value, key, cb, headers in held:
-            try:
-                produce(topic, value, key, on_delivery=cb, headers=headers)
-            except BufferError:
-                self._produce_blocking(topic, value, key, cb, headers=headers)
-
-    def _hold(
-        self, topic: str, value: bytes, key: bytes | None, on_delivery: Any = None, headers: Any = None,
-    ) -> None:
-        """Stands in for ``produce`` while a commit is in flight (see :meth:`_begin_transaction`)."""
-        self._held.append((topic, value, key, on_delivery, headers))
-
-    def _start_commit(self, offsets: list[TopicPartition]) -> None:
-        """Step 4, started: offsets into the transaction, and its commit, on a helper thread.
-        The models as they are now become the rollback point once it has committed."""
+    def _commit_transaction(self, offsets: list[TopicPartition]) -> None:
+        """Steps 4-5: offsets into the transaction, commit; abort and rewind if it cannot commit."""
         assert self._producer is not None and self._consumer is not None
         producer, consumer = self._producer, self._consumer
-        self._txn_open = False
         if self._cluster_was_down:
             self._replace_producer("the cluster was unreachable during the transaction")
             return
-        # The group metadata is read here, on the thread that polls the consumer, not in the
-        # helper: inside a rebalance callback (a commit on revoke), asking for it from another
-        # thread can wait on the rebalance that is waiting on us.
-        group = consumer.consumer_group_metadata() if offsets else None
-
-        def commit() -> None:
+        try:
             if offsets:
+                # The group metadata is read here, on the thread that polls the consumer, not in
+                # the helper: inside a rebalance callback (a commit on revoke), asking for it from
+                # another thread can wait on the rebalance that is waiting on us.
+                group = consumer.consumer_group_metadata()
                 self._retrying(
                     "send_offsets_to_transaction",
                     lambda: producer.send_offsets_to_transaction(offsets, group, TXN_TIMEOUT_S),
                 )
             self._retrying("commit_transaction", lambda: producer.commit_transaction(TXN_TIMEOUT_S))
-
-        self._committing = _Committing(commit, self.scorer.save_models())
-
-    def _settle_commit(self, block: bool) -> bool:
-        """Step 5: take the outcome of the commit in flight, if it is done (or wait, ``block``).
-
-        Committed: its models become the rollback point, and the batches processed meanwhile get
-        their transaction. Failed: they are dropped with it, the transaction is aborted and the
-        stream rewinds to the last commit. Return True if it rewound.
-        """
-        c = self._committing
-        if c is None or (not block and not c.done.is_set()):
-            return False
-        c.done.wait()  # the helper's own deadlines bound this (TXN_WEDGED_S per call)
-        self._committing = None
-        exc = c.error
-        if exc is None:
             self.stats.commits += 1
-            self.metrics.commits.inc()
-            self._models_at_commit = c.models
-            if self._open_batches:
-                self._begin_transaction()
-            return False
-        self._held.clear()
-        self._close_unit()
-        self.metrics.aborts.inc()
-        if isinstance(exc, CallTimedOut):
+        except KafkaException as exc:
+            err: KafkaError = exc.args[0]
+            if not err.txn_requires_abort():
+                raise
+            logger.warning("transaction aborted (%s); rewinding to the committed offsets", err)
+            self._retrying("abort_transaction", lambda: producer.abort_transaction(TXN_TIMEOUT_S))
+            self.stats.aborts += 1
+            self._rewind()
+        except CallTimedOut as exc:
             self._replace_producer(str(exc))
-            return True
-        if not isinstance(exc, KafkaException) or not exc.args[0].txn_requires_abort():
-            raise exc
-        assert self._producer is not None
-        producer = self._producer
-        logger.warning("transaction aborted (%s); rewinding to the committed offsets", exc.args[0])
-        self._retrying("abort_transaction", lambda: producer.abort_transaction(TXN_TIMEOUT_S))
-        self.stats.aborts += 1
-        self._rewind()
-        return True
 
     def _retrying(self, what: str, call: Any) -> None:
         """Call a transactional API, retrying while its error is retriable (e.g. broker away).
@@ -981,9 +900,6 @@ class Worker:
         assert self._producer is not None
         topic, data = self.settings.topics.dlq, orjson.dumps(record)
         cb = self._on_delivery if self.eos else self._unit.on_delivery
-        if self._committing is not None:
-            self._hold(topic, data, key, cb, headers)
-            return
         try:
             self._producer.produce(topic, data, key, headers=headers, on_delivery=cb)
         except BufferError:
@@ -995,24 +911,3 @@ class Worker:
         if err.fatal():
             raise KafkaException(err)
         logger.warning("consumer error: %s", err)
-
-
-class _Committing:
-    """A transaction commit running on its own thread while the worker goes on."""
-
-    __slots__ = ("done", "error", "models")
-
-    def __init__(self, commit: Any, models: Any) -> None:
-        self.done = threading.Event()
-        self.error: BaseException | None = None
-        self.models = models
-        """The models as of the commit: the rollback point once it has committed."""
-        threading.Thread(target=self._run, args=(commit,), name="txn-commit", daemon=True).start()
-
-    def _run(self, commit: Any) -> None:
-        try:
-            commit()
-        except BaseException as exc:  # handed to the worker's loop, which settles it
-            self.error = exc
-        finally:
-            self.done.set()

@@ -6,6 +6,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable
+from pathlib import Path
 
 import orjson
 from confluent_kafka import Consumer, Message, Producer
@@ -192,3 +193,42 @@ def scores_by_id(settings: Settings, n: int) -> tuple[dict[str, dict], int]:
         rec = orjson.loads(m.value())
         out[rec["transaction_id"]] = rec
     return out, len(msgs)
+
+
+def kill_mid_stream(settings: Settings, n_events: int, kills: int, seed: int, log_dir: Path, timeout: float) -> int:
+    """Run `stream-scorer run` processes one after another over a topic of ``n_events``, SIGKILL
+    the first ``kills`` of them mid-stream, and let the last one finish and stop; return the kills.
+
+    Each is killed a little after it committed another 1,500-6,000 events: somewhere inside one
+    of the next batches (a worker scores a batch of 500 in tens of milliseconds), late enough to
+    lose uncommitted work, early enough to leave the stream unfinished for the next one.
+    """
+    import random
+    import signal
+    import subprocess
+    import sys
+
+    rng = random.Random(seed)
+    cli = [sys.executable, "-m", "stream_scorer.cli", "run"]
+    done_kills = 0
+    deadline = time.monotonic() + timeout
+    while True:
+        log = log_dir / f"worker-{done_kills}.log"
+        proc = subprocess.Popen(cli, env=worker_env(settings), stdout=open(log, "wb"), stderr=subprocess.STDOUT)  # noqa: SIM115
+        target = max(committed_total(settings), 0) + rng.randint(1_500, 6_000)
+        while True:
+            assert time.monotonic() < deadline, "the stream did not finish in time"
+            assert proc.poll() is None, log.read_text()[-3000:]
+            done = committed_total(settings)
+            if done >= n_events or (done_kills < kills and done >= target):
+                break
+            time.sleep(0.1)
+        if done >= n_events:
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(60) == 0, log.read_text()[-3000:]
+            return done_kills
+        time.sleep(rng.uniform(0.0, 0.1))
+        assert committed_total(settings) < n_events, "the stream finished before the last kill"
+        proc.kill()
+        proc.wait()
+        done_kills += 1

@@ -4,10 +4,6 @@ at least one score, after failed deliveries and after a worker is killed again a
 
 from __future__ import annotations
 
-import random
-import signal
-import subprocess
-import sys
 import time
 from datetime import UTC, datetime, timedelta
 
@@ -15,12 +11,9 @@ import pytest
 from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource
 
 from stream_scorer.simulate import Simulator, shifted_to
-from tests.kafka_helpers import WorkerThread, committed_total, produce_events, read_all, worker_env
+from tests.kafka_helpers import WorkerThread, committed_total, kill_mid_stream, produce_events, read_all
 
 pytestmark = [pytest.mark.faults, pytest.mark.integration, pytest.mark.slow]
-
-CLI = [sys.executable, "-m", "stream_scorer.cli", "run"]
-
 
 def _events(n: int, seed: int) -> list[dict]:
     return shifted_to(Simulator(seed=seed).take(n), datetime.now(UTC) - timedelta(hours=20))
@@ -81,30 +74,8 @@ def test_sigkill_three_times_at_least_once_loses_no_score(make_settings, tmp_pat
     settings = make_settings(instance_id="worker-1", batch_size=500, processing_guarantee="at_least_once")
     events = _events(30_000, seed=12)
     produce_events(settings, events)
-    rng = random.Random(6)
-    kills = 0
-    deadline = time.monotonic() + 300
-    while True:
-        log = tmp_path / f"worker-{kills}.log"
-        proc = subprocess.Popen(CLI, env=worker_env(settings), stdout=open(log, "wb"), stderr=subprocess.STDOUT)  # noqa: SIM115
-        target = max(committed_total(settings), 0) + rng.randint(1_500, 6_000)
-        while True:
-            assert time.monotonic() < deadline, "the stream did not finish in time"
-            assert proc.poll() is None, log.read_text()[-3000:]
-            done = committed_total(settings)
-            if done >= len(events) or (kills < 3 and done >= target):
-                break
-            time.sleep(0.1)
-        if done >= len(events):
-            proc.send_signal(signal.SIGTERM)
-            assert proc.wait(60) == 0, log.read_text()[-3000:]
-            break
-        # With units in flight: records produced, offsets not yet committed.
-        time.sleep(rng.uniform(0.0, 0.1))
-        assert committed_total(settings) < len(events), "the stream finished before the last kill"
-        proc.kill()
-        proc.wait()
-        kills += 1
+    # Each kill lands with units in flight: records produced, their offsets not yet committed.
+    kills = kill_mid_stream(settings, len(events), kills=3, seed=6, log_dir=tmp_path, timeout=300)
     assert kills == 3
     missing = {e["transaction_id"] for e in events} - _scored_ids(settings, len(events))
     assert not missing, f"{len(missing)} transactions have no score, e.g. {sorted(missing)[:3]}"

@@ -4,10 +4,6 @@ those of a run that never stopped."""
 
 from __future__ import annotations
 
-import random
-import signal
-import subprocess
-import sys
 import threading
 import time
 from datetime import UTC, datetime, timedelta
@@ -18,16 +14,13 @@ from stream_scorer.simulate import Simulator, shifted_to
 from tests.kafka_helpers import (
     WorkerThread,
     committed_total,
+    kill_mid_stream,
     produce_events,
     reference_features,
     scores_by_id,
-    worker_env,
 )
 
 pytestmark = [pytest.mark.faults, pytest.mark.integration, pytest.mark.slow]
-
-CLI = [sys.executable, "-m", "stream_scorer.cli", "run"]
-
 
 def _events(n: int, seed: int) -> list[dict]:
     return shifted_to(Simulator(seed=seed).take(n), datetime.now(UTC) - timedelta(hours=20))
@@ -56,35 +49,7 @@ def test_sigkill_five_times_mid_stream(make_settings, tmp_path):
     settings = make_settings(instance_id="worker-1", batch_size=500)
     events = _events(50_000, seed=11)
     produce_events(settings, events)
-    rng = random.Random(5)
-    kills = 0
-    logs = []
-    deadline = time.monotonic() + 480
-    while True:
-        log = tmp_path / f"worker-{kills}.log"
-        logs.append(log)
-        proc = subprocess.Popen(CLI, env=worker_env(settings), stdout=open(log, "wb"), stderr=subprocess.STDOUT)  # noqa: SIM115
-        start = max(committed_total(settings), 0)
-        target = start + rng.randint(1_500, 6_000)
-        while True:
-            assert time.monotonic() < deadline, "the stream did not finish in time"
-            assert proc.poll() is None, log.read_text()[-3000:]
-            done = committed_total(settings)
-            if done >= len(events) or (kills < 5 and done >= target):
-                break
-            time.sleep(0.1)
-        if done >= len(events):
-            proc.send_signal(signal.SIGTERM)
-            assert proc.wait(60) == 0, log.read_text()[-3000:]
-            break
-        # Somewhere inside one of the next batches (a worker scores a batch of 500 in tens of
-        # milliseconds): late enough to lose uncommitted work, early enough to leave the stream
-        # unfinished for the next incarnation.
-        time.sleep(rng.uniform(0.0, 0.1))
-        assert committed_total(settings) < len(events), "the stream finished before the last kill"
-        proc.kill()
-        proc.wait()
-        kills += 1
+    kills = kill_mid_stream(settings, len(events), kills=5, seed=5, log_dir=tmp_path, timeout=480)
     assert kills == 5, "the worker was killed five times mid-stream"
     _assert_exactly_once_with_reference_features(settings, events)
 

@@ -159,9 +159,6 @@ def test_a_backlog_commits_several_batches_at_once_and_each_key_once(make_settin
     st = w.worker.stats
     # Commits are spaced in time, not per batch: far fewer commits than batches.
     assert st.batches >= 40 and st.commits < st.batches / 4, st
-    if guarantee == "exactly_once":
-        # and the stream does not stop for them: batches are scored while a commit is in flight
-        assert st.held > 0, st
     # A card changed by several batches of one commit is logged once, not once per batch.
     cards = {e["card_id"] for e in events}
     merchants = {e["merchant_id"] for e in events}
