@@ -762,12 +762,7 @@ class Worker:
 
     def _drain(self) -> None:
         """Wait for every delivery report, then commit what they confirm, synchronously."""
-        assert self._producer is not None
-        warned = False
-        while self._producer.flush(5.0) > 0:
-            if not warned:
-                logger.warning("waiting for Kafka to acknowledge the records in flight")
-                warned = True
+        self._drain_producer()
         if self._acks.failed() is not None:
             self._delivery_failed()
             return
@@ -777,6 +772,15 @@ class Worker:
             raise InvariantError(f"{len(self._acks)} commit units still wait for reports after a flush")
         if unit is not None:
             self._confirmed(unit, asynchronous=False)
+
+    def _drain_producer(self) -> None:
+        """Wait until every record produced has its delivery report (saying so once if it lasts)."""
+        assert self._producer is not None
+        warned = False
+        while self._producer.flush(5.0) > 0:
+            if not warned:
+                logger.warning("waiting for Kafka to acknowledge the records in flight")
+                warned = True
 
     def _confirmed(self, unit: CommitUnit, asynchronous: bool) -> None:
         """Every record up to ``unit`` is written: commit its offsets; its models become the
@@ -808,8 +812,7 @@ class Worker:
         confirmed unit (its offsets are committed again, synchronously, so that the broker's
         offsets and the rollback models agree)."""
         assert self._producer is not None and self._consumer is not None
-        while self._producer.flush(5.0) > 0:
-            pass
+        self._drain_producer()
         failed = self._acks.failed()
         n = self._acks.n_failed()
         logger.warning(
