@@ -845,11 +845,28 @@ class Worker:
         if not assignment:
             return
         tx_topic = self.settings.topics.transactions
-        for tp in consumer.committed(assignment, timeout=TXN_TIMEOUT_S):
+        for tp in self._committed(consumer, assignment):
             offset = tp.offset if tp.offset >= 0 else OFFSET_BEGINNING
             consumer.seek(TopicPartition(tp.topic, tp.partition, offset))
             if tp.topic == tx_topic and tp.partition in self._owned:
                 self._recall_ids(tp.partition, tp.offset)  # the aborted records' ids come again
+
+    def _committed(self, consumer: Consumer, partitions: list[TopicPartition]) -> list[TopicPartition]:
+        """The group's committed offsets, waiting while the cluster does not answer: a rewind
+        after the broker went away must not kill the worker when the coordinator is slow to return."""
+        last_warning = 0.0
+        while True:
+            try:
+                return consumer.committed(partitions, timeout=TXN_TIMEOUT_S)
+            except KafkaException as exc:
+                err: KafkaError = exc.args[0]
+                if not (err.retriable() or err.code() == KafkaError._TIMED_OUT):
+                    raise
+                now = time.monotonic()
+                if now - last_warning > 10.0:
+                    logger.warning("reading the committed offsets: %s; retrying until the cluster answers", err)
+                    last_warning = now
+                time.sleep(0.5)
 
     def _recall_ids(self, partition: int, committed: int) -> None:
         """Rebuild the partition's memory of recent transaction ids from the input itself: the
