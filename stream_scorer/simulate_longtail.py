@@ -206,13 +206,16 @@ class LongTailSimulator:
             ecom_share = 0.7 if channel == "ecom" else 0.05
             mccs = list({rng.choices(_POS_MCCS, _POS_MCC_WEIGHTS)[0] for _ in range(rng.randint(2, 4))})
             ecom_mccs = rng.sample(_ECOM_MCCS, rng.randint(1, 2))
+            # The terminals of the home country in each of the card's categories (or any there).
+            home = self._by_country[country]
+            shops = [self._by_country_mcc.get((country, m)) or home for m in mccs]
+            online = [self._by_country_mcc.get((country, m)) or home for m in ecom_mccs]
             pool: list[int] = []
+            rand = rng.random
             for _ in range(rng.randint(c.pool_min, c.pool_max)):
-                ecom = rng.random() < ecom_share
-                group = self._by_country_mcc.get((country, rng.choice(ecom_mccs if ecom else mccs)))
-                if not group:
-                    group = self._by_country[country]
-                pool.append(rng.choice(group))
+                groups = online if rand() < ecom_share else shops
+                group = groups[int(rand() * len(groups))]
+                pool.append(group[int(rand() * len(group))])
             self.cards.append(
                 _Card(
                     card_id=f"lt-card-{i:05d}",
