@@ -1,0 +1,136 @@
+"""benchmarks/bench_quality.py: its metrics on hand-made arrays, no label leak, a tiny run."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import sys
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+import pytest
+
+_PATH = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_quality.py"
+DAY = 86_400.0
+
+
+def _load() -> ModuleType:
+    if "bench_quality" in sys.modules:
+        return sys.modules["bench_quality"]
+    spec = importlib.util.spec_from_file_location("bench_quality", _PATH)
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules["bench_quality"] = mod
+    spec.loader.exec_module(mod)
+    return mod
+
+
+bq = _load()
+
+
+def test_card_precision_at_k_by_hand() -> None:
+    # day 0: card 1 max 0.9 (fraud via its 0.1 event), card 2 0.8 (genuine), card 3 0.2 (fraud)
+    # day 1: card 1 0.3 (genuine), card 2 0.7 (fraud)
+    day = np.array([0, 0, 0, 0, 1, 1])
+    card = np.array([1, 1, 2, 3, 1, 2])
+    y = np.array([0, 1, 0, 1, 0, 1])
+    s = np.array([0.9, 0.1, 0.8, 0.2, 0.3, 0.7])
+    # k=1: day 0 top card 1 (fraud) -> 1; day 1 top card 2 (fraud) -> 1
+    assert bq.card_precision_at_k(day, card, y, s, k=1) == (1.0, 2)
+    # k=2: day 0 cards 1, 2 -> 1/2; day 1 cards 2, 1 -> 1/2
+    assert bq.card_precision_at_k(day, card, y, s, k=2) == (0.5, 2)
+    # k=100: fewer cards than k, all of them: day 0 2/3, day 1 1/2
+    cp, days = bq.card_precision_at_k(day, card, y, s, k=100)
+    assert days == 2 and cp == pytest.approx((2 / 3 + 1 / 2) / 2)
+
+
+def test_card_precision_counts_days_without_fraud() -> None:
+    day = np.array([0, 1])
+    card = np.array([1, 1])
+    cp, days = bq.card_precision_at_k(day, card, np.array([1, 0]), np.array([0.5, 0.5]), k=100)
+    assert (cp, days) == (0.5, 2)
+
+
+def test_per_type_metrics_by_hand() -> None:
+    # genuine 0.1, 0.4; type a frauds 0.8, 0.3; type b fraud 0.05; a fraud of no type 0.9
+    y = np.array([0, 0, 1, 1, 1, 1])
+    s = np.array([0.1, 0.4, 0.8, 0.3, 0.05, 0.9])
+    types = np.array([-1, -1, 0, 0, 1, -1])
+    m = bq.per_type_metrics(y, s, types, ["a", "b"])
+    # a: pairs (fraud > genuine): 0.8 beats both, 0.3 beats 0.1 only -> 3/4
+    assert m["a"]["roc_auc"] == 0.75 and m["a"]["frauds"] == 2
+    # a: ranking 0.8+, 0.4-, 0.3+, 0.1- -> AP = (1/1 + 2/3) / 2
+    assert m["a"]["average_precision"] == pytest.approx((1 + 2 / 3) / 2, abs=1e-5)
+    # b: its fraud is below both genuine events
+    assert m["b"]["roc_auc"] == 0.0 and m["b"]["frauds"] == 1
+    assert m["b"]["average_precision"] == pytest.approx(1 / 3, abs=1e-5)
+
+
+class _Recorder:
+    """A model that remembers when (in event time) it learned what."""
+
+    def __init__(self) -> None:
+        self.now = -math.inf
+        self.learned: list[tuple[float, float]] = []  # (clock at learning, event time learned)
+
+    def predict_proba_one(self, x: dict[str, float]) -> dict[Any, float]:
+        return {True: 0.5}
+
+    def learn_one(self, x: dict[str, float], y: Any) -> None:
+        self.learned.append((self.now, x["ts"]))
+
+
+def test_delayed_learner_never_learns_a_label_before_it_is_due() -> None:
+    rng = np.random.default_rng(0)
+    delay = 3_600.0
+    model = _Recorder()
+    learner = bq.DelayedLearner(model, delay)
+    times = np.sort(rng.uniform(0, 10 * delay, 2_000)).tolist()
+    for ts in times:
+        model.now = ts
+        learner.step({"ts": ts}, bool(rng.random() < 0.1), ts)
+    assert model.learned, "nothing learned"
+    assert all(now >= ts + delay for now, ts in model.learned)
+    # and nothing due was held back: every event older than the last one by the delay is learned
+    assert len(model.learned) == sum(1 for t in times if t + delay <= times[-1])
+
+
+def test_textbook_terminal_windows_see_only_labels_known_by_then() -> None:
+    feats = bq.TextbookFeatures(delay_s=DAY)
+    t0 = 100 * DAY
+    feats.update("c1", "m", 10.0, t0, True)  # its label is known from t0 + 1 d
+    x = feats.update("c2", "m", 10.0, t0 + DAY - 1.0, False)
+    assert x["terminal_1d_count"] == 0.0 and x["terminal_30d_fraud_share"] == 0.0
+    x = feats.update("c3", "m", 10.0, t0 + DAY + 1.0, False)
+    assert x["terminal_1d_count"] == 1.0 and x["terminal_1d_fraud_share"] == 1.0
+    # 1 d later the fraud has left the 1-day window [t - D - 1d, t - D) but not the 7-day one;
+    # the two genuine events (t0 + 1 d -/+ 1 s) are known and inside both
+    x = feats.update("c4", "m", 10.0, t0 + 2 * DAY + 2.0, False)
+    assert x["terminal_1d_count"] == 2.0 and x["terminal_1d_fraud_share"] == 0.0
+    assert x["terminal_7d_count"] == 3.0 and x["terminal_7d_fraud_share"] == pytest.approx(1 / 3)
+    # card windows include the event itself
+    assert x["card_1d_count"] == 1.0 and x["card_1d_mean_amount"] == 10.0
+
+
+def test_parse_sets() -> None:
+    feats, model = bq.parse_sets(["model.learning_rate=0.05", "features.grace_s=60"])
+    assert feats == {"grace_s": 60} and model == {"learning_rate": 0.05}
+    with pytest.raises(bq.BenchError):
+        bq.parse_sets(["learning_rate=0.05"])
+
+
+def test_quick_run_of_the_simulator_end_to_end(tmp_path: Path) -> None:
+    doc = bq.main(["--datasets", "simulator", "--quick", "--results-dir", str(tmp_path)])
+    path = Path(doc["path"])
+    assert path.parent == tmp_path and path.name.startswith("quality-")
+    saved = json.loads(path.read_text())
+    r = saved["datasets"]["simulator"]
+    assert set(r["models"]) == {"champion", "challenger", "reference"}
+    assert r["test_events"] > 0 and r["test_frauds"] > 0 and r["reference_learned"] > 0
+    for m in r["models"].values():
+        assert 0.5 < m["roc_auc"] <= 1.0
+        assert set(m["per_type"]) and all("roc_auc" in v for v in m["per_type"].values())
+    assert saved["git_commit"] and saved["command"]
