@@ -90,7 +90,10 @@ def card_precision_at_k(
 
     Per day, each card counts once with its max score of the day and is a fraud card if it had
     at least one fraud that day; the top ``min(k, cards that day)`` cards are taken and the share
-    of fraud cards among them is the day's precision. Every day counts, with or without fraud.
+    of fraud cards among them is the day's precision. Every day counts, with or without fraud
+    (the handbook's definition; a day without fraud is 0 for every model). Cards with equal
+    scores keep their order by card index (first seen first), so a constant score gives an
+    arbitrary, not a zero, precision.
 
     >>> d = np.array([0, 0, 0, 1]); c = np.array([1, 1, 2, 1])
     >>> card_precision_at_k(d, c, np.array([0, 1, 0, 0]), np.array([.9, .1, .5, .3]), k=1)
