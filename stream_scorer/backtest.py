@@ -42,6 +42,8 @@ def _ranked(y_true: ArrayLike, y_score: ArrayLike) -> tuple[np.ndarray, np.ndarr
     """Cumulative true and false positives at each distinct score, highest score first."""
     y = np.asarray(y_true, dtype=bool)
     s = np.asarray(y_score, dtype=float)
+    if y.size == 0:  # nothing scored, or nothing labelled: no curve, metrics unavailable
+        return np.zeros(0), np.zeros(0)
     order = np.argsort(-s, kind="mergesort")
     s, y = s[order], y[order]
     last_of_tie = np.r_[np.flatnonzero(np.diff(s)), y.size - 1]

@@ -27,7 +27,13 @@ class Rejection:
     errors: tuple[dict[str, str], ...] = ()
 
 
-_RULE_ERRORS = ("greater_than", "less_than_equal", "finite_number", "value_error")
+_RULE_ERRORS = (
+    "greater_than",
+    "greater_than_equal",
+    "less_than_equal",
+    "finite_number",
+    "value_error",
+)
 
 
 def _describe(exc: ValidationError) -> tuple[str, tuple[dict[str, str], ...]]:

@@ -21,6 +21,7 @@ from pydantic import (
     Field,
     WithJsonSchema,
 )
+from pydantic_core import PydanticCustomError
 
 from stream_scorer.currencies import ISO_4217
 
@@ -52,6 +53,32 @@ def _finite(value: float) -> float:
     return value
 
 
+_NOT_A_LABEL = {int: "another integer", float: "a float", str: "a string", list: "an array",
+                dict: "an object", type(None): "null"}
+
+
+def _label(value: Any) -> Any:
+    """Accept a label as the world writes it: JSON ``true``/``false`` or the integers 0 and 1.
+
+    Floats are refused, ``1.0`` and ``0.0`` included: a label is a class, not a probability, and a
+    feed that writes ``0.5`` or ``1.0`` is confused about what it sends. (JSON Schema cannot tell
+    ``1.0`` from ``1``, so the schema files let it through; the worker does not.) Strings
+    (``"true"``, ``"1"``, ``"yes"``) are refused too. The message never quotes the value.
+
+    >>> _label(1), _label(0), _label(True)
+    (True, False, True)
+    """
+    if value is True or value is False:
+        return value
+    if type(value) is int and value in (0, 1):
+        return value == 1
+    raise PydanticCustomError(
+        "label_value",
+        "must be true, false, 0 or 1, not {what}",
+        {"what": _NOT_A_LABEL.get(type(value), "a " + type(value).__name__)},
+    )
+
+
 Timestamp = Annotated[
     AwareDatetime,
     BeforeValidator(_rfc3339),
@@ -64,6 +91,16 @@ Currency = Annotated[
 ]
 Id = Annotated[str, Field(min_length=1, max_length=128)]
 Probability = Annotated[float, Field(ge=0.0, le=1.0)]
+IsFraud = Annotated[
+    bool,
+    Field(strict=True),
+    BeforeValidator(_label),
+    WithJsonSchema({"anyOf": [{"type": "boolean"}, {"type": "integer", "enum": [0, 1]}]}),
+]
+"""A label: ``true``/``false``, or ``1``/``0`` (read as booleans); nothing else, floats included."""
+SignalName = Annotated[str, Field(min_length=1, max_length=64)]
+SignalValue = Annotated[float, Field(strict=True, allow_inf_nan=False)]
+"""A producer signal's value: a finite JSON number (an integer is read as a float); never a boolean."""
 Band = Literal["approve", "review", "decline"]
 
 
@@ -84,15 +121,25 @@ class Transaction(BaseModel):
     card_id: Id
     merchant_id: Id
     amount: Annotated[
-        float, Field(gt=0, le=1e9, strict=True, allow_inf_nan=False), AfterValidator(_finite)
-    ]
+        float, Field(ge=0, le=1e9, strict=True, allow_inf_nan=False), AfterValidator(_finite)
+    ] = Field(description="Zero is a valid amount (authorizations, card testing); never negative.")
     currency: Currency
     mcc: Annotated[str, Field(pattern=r"^[0-9]{4}$")] | None = None
     channel: Annotated[str, Field(min_length=1, max_length=32)] | None = None
     country: Annotated[str, Field(pattern=r"^[A-Z]{2}$")] | None = None
     device_id: Annotated[str, Field(min_length=1, max_length=128)] | None = None
-    is_fraud: Annotated[bool, Field(strict=True)] | None = Field(
-        None, description="Inline label, for simulations and backtests."
+    is_fraud: IsFraud | None = Field(
+        None,
+        description="Inline label, for simulations and backtests: true, false, 0 or 1 (floats such as"
+        " 1.0 are refused).",
+    )
+    signals: dict[SignalName, SignalValue | None] | None = Field(
+        None,
+        max_length=256,
+        description="Numeric signals of the producer (device risk, 3-D Secure result, an upstream"
+        " score): up to 256 names of 1 to 64 characters, each a finite number or null (null ="
+        " missing). Which signals reach the model is the `features.signals` setting; a missing"
+        " (null or absent) one is imputed or dead-lettered by `features.signal_missing`.",
     )
 
     @cached_property
@@ -111,7 +158,7 @@ class Label(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True, title="Label")
 
     transaction_id: Id
-    is_fraud: Annotated[bool, Field(strict=True)]
+    is_fraud: IsFraud = Field(description="true, false, 0 or 1 (floats such as 1.0 are refused).")
     label_time: Timestamp
     card_id: Id | None = None
 
@@ -145,7 +192,7 @@ class Score(BaseModel):
     challenger_version: str | None = None
     label: bool | None = Field(None, description="The inline label, when the event carried one.")
     features: dict[str, Annotated[float, Field(allow_inf_nan=False)]] | None = None
-    amount: Annotated[float, Field(gt=0)] | None = None
+    amount: Annotated[float, Field(ge=0)] | None = None
     merchant_id: Id | None = None
 
 

@@ -14,6 +14,8 @@
 #include <stdint.h>
 #include <string.h>
 
+#define MEAN_FLOOR 0.01 /* catalog.MEAN_FLOOR */
+
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
 #error "the card layout is little-endian; this kernel reads it natively"
 #endif
@@ -358,9 +360,10 @@ card_update_buf(CardUpdater *self, char *b, double amount, double ts, uint32_t m
     if (n != 0.0) {
         double since = ts - max_ts;
         since = since < 0.0 ? 0.0 : (since > self->no_previous_s ? self->no_previous_s : since);
-        double ratio = amount / mean;
+        double ref = mean > MEAN_FLOOR ? mean : MEAN_FLOOR; /* a card of zero amounts so far */
+        double ratio = amount / ref;
         double std = sqrt(m2 / n);
-        double floor_std = self->std_floor * mean;
+        double floor_std = self->std_floor * ref;
         double z = (amount - mean) / (std > floor_std ? std : floor_std);
         f_since = log1p(since);
         f_ratio = ratio > self->ratio_clip ? self->ratio_clip : ratio;

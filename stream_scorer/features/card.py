@@ -33,6 +33,7 @@ from stream_scorer import native
 from stream_scorer.features.catalog import (
     CARD_WINDOWS,
     DISTINCT_MERCHANTS_HOURS,
+    MEAN_FLOOR,
     MERCHANT_MEMORY_BUCKET_S,
     NEW_MERCHANT_HOURS,
     NO_PREVIOUS_S,
@@ -225,9 +226,10 @@ class CardLayout:
         if n:
             since = ts - max_ts
             since = 0.0 if since < 0.0 else (NO_PREVIOUS_S if since > NO_PREVIOUS_S else since)
-            ratio = amount / mean
+            ref = mean if mean > MEAN_FLOOR else MEAN_FLOOR  # a card of zero amounts so far
+            ratio = amount / ref
             std = math.sqrt(m2 / n)
-            floor_std = STD_FLOOR * mean
+            floor_std = STD_FLOOR * ref
             z = (amount - mean) / (std if std > floor_std else floor_std)
             x["card_log_count"] = math.log1p(n)
             x["card_log_seconds_since_prev"] = math.log1p(since)

@@ -31,6 +31,9 @@ NO_PREVIOUS_S = 30 * DAY_S
 RATIO_CLIP = 100.0
 Z_CLIP = 10.0
 STD_FLOOR = 0.05
+MEAN_FLOOR = 0.01
+"""The amount ratio and z-score divide by a mean of at least 0.01: a card of zero amounts so far
+(authorizations, card testing) has no habit to divide by."""
 """The z-score divides by at least 5% of the mean, so that steady cards do not explode it."""
 
 
@@ -48,7 +51,8 @@ def _build() -> dict[str, str]:
         "30 d for a new card, 0 for out-of-order events"
     )
     f["card_amount_ratio"] = (
-        "amount / the card's long-run mean amount, clipped to [0, 100]; 1 for a new card"
+        "amount / the card's long-run mean amount (at least 0.01), clipped to [0, 100]; "
+        "1 for a new card"
     )
     f["card_amount_z"] = (
         "(amount - long-run mean) / max(std, 5% of mean), clipped to [-10, 10]; 0 for a new card"

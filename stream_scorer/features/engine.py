@@ -98,9 +98,9 @@ class FeatureEngine:
         self, card_id: str, merchant_id: str, amount: float, ts: float
     ) -> dict[str, float]:
         """:meth:`update` from plain values (event time in epoch seconds): replays, benchmarks."""
-        if not (amount > 0.0 and 0.0 < ts < _MAX_TS):  # also refuses NaN; Transaction ensures it
+        if not (amount >= 0.0 and 0.0 < ts < _MAX_TS):  # also refuses NaN; Transaction ensures it
             raise ValueError(
-                f"amount must be > 0 and event time in (0, {_MAX_TS:g}): {amount}, {ts}"
+                f"amount must be >= 0 and event time in (0, {_MAX_TS:g}): {amount}, {ts}"
             )
         x = {"log_amount": math.log1p(amount)}
         m = self.merchants.get(merchant_id)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from datetime import datetime
 from pathlib import Path
 
@@ -290,3 +291,10 @@ def test_a_short_key_is_refused_without_echoing_it(sim, tmp_path):
     with pytest.raises(ConfigError, match="too short") as err:
         backtest(mixed, tmp_path / "s.jsonl", short, checkpoint_out=tmp_path / "m.ckpt")
     assert "s3cr3t" not in str(err.value)
+
+
+def test_metrics_of_nothing_are_unavailable_not_an_error():
+    from stream_scorer.backtest import average_precision, pr_curve, roc_auc, roc_curve
+
+    assert math.isnan(roc_auc([], [])) and math.isnan(average_precision([], []))
+    assert len(pr_curve([], [])[0]) == 1 and len(roc_curve([], [])[0]) == 2

@@ -77,3 +77,14 @@ def test_decode_never_raises_on_wrong_types(partial):
     out = Decoder().decode(json.dumps({**GOOD, **partial}).encode(), NOW)
     if isinstance(out, Rejection):
         assert out.reason and out.kind in {"schema", "rule"}
+
+
+@pytest.mark.parametrize("value", [2, 0.5, "yes"])
+def test_a_label_value_other_than_0_1_true_false_is_a_dead_letter(value):
+    from stream_scorer.decode import decode_label
+
+    label = {"transaction_id": "t1", "is_fraud": value, "label_time": "2026-01-31T12:00:00Z"}
+    out = decode_label(orjson.dumps(label))
+    assert isinstance(out, Rejection) and "is_fraud" in out.reason
+    txn = Decoder().decode(orjson.dumps({**GOOD, "is_fraud": value}), NOW)
+    assert isinstance(txn, Rejection) and "is_fraud" in txn.reason

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import jsonschema
@@ -10,7 +11,7 @@ import pytest
 from pydantic import ValidationError
 
 from stream_scorer import schemas
-from stream_scorer.events import CONTRACT, Transaction
+from stream_scorer.events import CONTRACT, Label, Transaction
 
 EXAMPLES = Path(schemas.SCHEMA_DIR) / "examples"
 VALID = {
@@ -49,7 +50,7 @@ def test_unknown_fields_are_accepted_and_dropped():
 @pytest.mark.parametrize(
     ("field", "value"),
     [
-        ("amount", 0),
+        ("amount", -0.01),
         ("amount", -1.0),
         ("amount", "12.5"),
         ("amount", float("inf")),
@@ -81,3 +82,32 @@ def test_required_fields(field):
 def test_timestamps_keep_their_zone():
     txn = Transaction.model_validate({**VALID, "event_time": "2026-01-31T13:00:00+01:00"})
     assert txn.event_time.timestamp() == Transaction.model_validate(VALID).event_time.timestamp()
+
+
+@pytest.mark.parametrize(("value", "expected"), [(True, True), (False, False), (1, True), (0, False)])
+def test_labels_as_the_world_writes_them(value, expected):
+    assert Transaction.model_validate({**VALID, "is_fraud": value}).is_fraud is expected
+    label = {"transaction_id": "t1", "is_fraud": value, "label_time": "2026-01-31T12:00:00Z"}
+    assert Label.model_validate(label).is_fraud is expected
+
+
+@pytest.mark.parametrize("value", [2, -1, 0.5, 1.0, "yes", "true", "1", None, [1]])
+def test_other_label_values_are_refused_with_a_reason(value):
+    label = {"transaction_id": "t1", "is_fraud": value, "label_time": "2026-01-31T12:00:00Z"}
+    with pytest.raises(ValidationError) as exc:
+        Label.model_validate(label)
+    assert "is_fraud" in str(exc.value)
+    if value is not None:
+        with pytest.raises(ValidationError):
+            Transaction.model_validate({**VALID, "is_fraud": value})
+
+
+def test_zero_amounts_are_accepted_and_scored():
+    from stream_scorer.features.engine import FeatureEngine
+
+    txn = Transaction.model_validate({**VALID, "amount": 0})
+    assert txn.amount == 0.0
+    eng = FeatureEngine()
+    xs = [eng.update(txn) for _ in range(3)]  # a card of zero amounts has no habit to divide by
+    assert all(math.isfinite(v) for x in xs for v in x.values())
+    assert xs[-1]["card_amount_ratio"] == 0.0 and xs[-1]["card_amount_z"] == 0.0

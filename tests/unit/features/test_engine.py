@@ -108,7 +108,7 @@ def test_card_state_is_small() -> None:
 
 
 @pytest.mark.parametrize(
-    ("amount", "ts"), [(0.0, T0), (-1.0, T0), (math.nan, T0), (1.0, -5.0), (1.0, math.nan)]
+    ("amount", "ts"), [(-1.0, T0), (-0.01, T0), (math.nan, T0), (1.0, -5.0), (1.0, math.nan)]
 )
 def test_impossible_values_are_refused(amount: float, ts: float) -> None:
     eng = FeatureEngine()
