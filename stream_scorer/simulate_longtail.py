@@ -5,7 +5,13 @@ shaped after the transaction simulator of Le Borgne et al., *Reproducible Machin
 Credit Card Fraud Detection*: 5,000 cards make a few purchases a day (each around its own mean
 amount) at a pool of 50-100 usual terminals of their home country, drawn from 20,000; a card has
 one or two usual devices, a usual channel and a few usual merchant categories; terminals have a
-fixed MCC and country. Over 60 days that is about 900,000 transactions. Fraud comes as
+fixed MCC and country. Over 60 days that is about 900,000 transactions.
+
+Genuine cards are not confined to home, so that "abroad" and "new device" are signals, not
+verdicts: each day about 0.3% of the cards start a trip of 2-10 days in another country, during
+which their card-present purchases are at a few terminals there; about 2% of genuine online
+purchases are at a foreign e-commerce merchant; and about one card in 200 a month gets a new
+phone, which replaces its main device from then on. Fraud comes as
 
 1. ``compromised_terminal``: each day a few terminals are compromised for the next 28 days; every
    transaction there in that time is fraud (its amount looks normal);
@@ -96,6 +102,14 @@ class LongTailConfig:
     stolen_amount_factor: float = 5.0
     card_testing_per_day: float = 1.5
     takeovers_per_day: float = 2.0
+    trip_share_per_day: float = 0.003
+    """Share of the cards that start a trip abroad each day (none starts while on a trip)."""
+    trip_days_min: float = 2.0
+    trip_days_max: float = 10.0
+    foreign_ecom_share: float = 0.02
+    """Share of genuine online purchases at an e-commerce merchant of another country."""
+    device_switches_per_card_day: float = 1 / 6_000
+    """New phones a day per card (one card in 200 a month): the new device replaces the main one."""
     start: datetime = field(default_factory=lambda: datetime(2026, 1, 1, tzinfo=UTC))
 
     @property
@@ -130,6 +144,15 @@ class _Card:
     stolen_from: float = math.inf
     stolen_until: float = -math.inf
     takeover_until: float = -math.inf
+    trip_from: float = math.inf
+    trip_until: float = -math.inf
+    trip_pool: list[int] = field(default_factory=list)
+    """The terminals of the current (or last) trip's country that the card buys at there."""
+    switch_at: float = math.inf
+    """When the card's pending new device (``switch_device``) replaces its main one."""
+    switch_device: str = ""
+    n_devices: int = 0
+    """How many devices the card has had (names its next one)."""
 
 
 class LongTailSimulator:
@@ -195,6 +218,18 @@ class LongTailSimulator:
             if self.merchant_ecom[j]:
                 self._ecom_by_country.setdefault(country, []).append(j)
         self._ecom = [j for j in range(c.n_terminals) if self.merchant_ecom[j]]
+        self._pos_by_country = {
+            country: [j for j in group if not self.merchant_ecom[j]] or group
+            for country, group in self._by_country.items()
+        }
+        # Where a card of each country goes abroad (trips, foreign shops): by size, never home.
+        self._abroad = {
+            home: (
+                [x for x in _COUNTRIES if x != home],
+                list(_accumulate(w for x, w in zip(_COUNTRIES, _COUNTRY_WEIGHTS, strict=True) if x != home)),
+            )
+            for home in _COUNTRIES
+        }
 
     def _build_cards(self, rng: random.Random) -> None:
         c = self.config
@@ -204,7 +239,8 @@ class LongTailSimulator:
             channel = rng.choices(("pos", "contactless", "ecom"), (0.55, 0.2, 0.25))[0]
             shop_channel = "pos" if channel == "ecom" else channel
             ecom_share = 0.7 if channel == "ecom" else 0.05
-            mccs = list({rng.choices(_POS_MCCS, _POS_MCC_WEIGHTS)[0] for _ in range(rng.randint(2, 4))})
+            # dict.fromkeys, not a set: the order must not hang on the hash seed of str
+            mccs = list(dict.fromkeys(rng.choices(_POS_MCCS, _POS_MCC_WEIGHTS)[0] for _ in range(rng.randint(2, 4))))
             ecom_mccs = rng.sample(_ECOM_MCCS, rng.randint(1, 2))
             # The terminals of the home country in each of the card's categories (or any there).
             home = self._by_country[country]
@@ -216,6 +252,7 @@ class LongTailSimulator:
                 groups = online if rand() < ecom_share else shops
                 group = groups[int(rand() * len(groups))]
                 pool.append(group[int(rand() * len(group))])
+            n_devices = rng.randint(1, 2)
             self.cards.append(
                 _Card(
                     card_id=f"lt-card-{i:05d}",
@@ -225,9 +262,10 @@ class LongTailSimulator:
                     pool=pool,
                     pool_channel=["ecom" if self.merchant_ecom[j] else shop_channel for j in pool],
                     shop_channel=shop_channel,
-                    devices=tuple(f"lt-dev-{i:05d}-{k}" for k in range(rng.randint(1, 2))),
+                    devices=tuple(f"lt-dev-{i:05d}-{k}" for k in range(n_devices)),
                     pool_set=frozenset(pool),
                     countries={country},
+                    n_devices=n_devices,
                 )
             )
         self._card_rates = [c.purchases_per_card_day * rng.uniform(0.4, 1.6) for _ in range(c.n_cards)]
@@ -279,6 +317,32 @@ class LongTailSimulator:
             episode: list[Any] = [self._new_fraud_device(), None]
             for t in sorted(rng.uniform(start, end) for _ in range(rng.randint(3, 8))):
                 self._push(t, _TAKEOVER, card_i, episode)
+        self._schedule_genuine(day)
+
+    def _abroad_country(self, card: _Card) -> str:
+        """A country other than the card's home, the bigger ones more often."""
+        countries, cdf = self._abroad[card.country]
+        return countries[bisect.bisect_right(cdf, self.rng.random() * cdf[-1])]
+
+    def _schedule_genuine(self, day: float) -> None:
+        """Today's trips abroad and new phones of genuine cards."""
+        rng, c = self.rng, self.config
+        for _ in range(self._count(c.n_cards * c.trip_share_per_day)):
+            card = self.cards[rng.randrange(c.n_cards)]
+            if card.trip_until > day:
+                continue  # already away (or still to leave)
+            group = self._pos_by_country[self._abroad_country(card)]
+            card.trip_pool = [group[rng.randrange(len(group))] for _ in range(rng.randint(5, 20))]
+            card.trip_from = day + rng.uniform(0.0, DAY_S)
+            card.trip_until = card.trip_from + rng.uniform(c.trip_days_min, c.trip_days_max) * DAY_S
+        for _ in range(self._count(c.n_cards * c.device_switches_per_card_day)):
+            card_i = rng.randrange(c.n_cards)
+            card = self.cards[card_i]
+            if card.switch_at < math.inf:
+                continue  # a new phone is already on its way
+            card.switch_at = day + rng.uniform(0.0, DAY_S)
+            card.switch_device = f"lt-dev-{card_i:05d}-{card.n_devices}"
+            card.n_devices += 1
 
     def _new_fraud_device(self) -> str:
         self._fraud_devices += 1
@@ -296,6 +360,14 @@ class LongTailSimulator:
             if j not in card.pool_set and j not in card.visited:
                 card.visited.add(j)
                 return j
+
+    def _foreign(self, card: _Card, j: int) -> str:
+        """Record a genuine purchase of ``card`` at foreign terminal ``j``; its country."""
+        if j not in card.pool_set:
+            card.visited.add(j)
+        country = self.merchant_country[j]
+        card.countries.add(country)
+        return country
 
     def _time(self, ts: float) -> str:
         """``_rfc3339(ts)``, cheaply: the date and minute are formatted once per minute."""
@@ -349,6 +421,9 @@ class LongTailSimulator:
             self._next_regular = t + rng.expovariate(self._rate * _RHYTHM[int(t % DAY_S) // 3_600])
             card = self.cards[bisect.bisect_right(self._card_cdf, rng.random() * self._card_cdf[-1])]
             amount = card.mean_amount * rng.lognormvariate(0.0, c.amount_sigma)
+            if ts >= card.switch_at:  # the new phone replaces the main device, for good
+                card.devices = (card.switch_device, *card.devices[1:])
+                card.switch_at = math.inf
             devices = card.devices
             device = devices[0] if len(devices) == 1 or rng.random() < 0.8 else devices[1]
             if card.stolen_from <= ts < card.stolen_until and rng.random() < c.stolen_fraud_share:
@@ -370,6 +445,16 @@ class LongTailSimulator:
                 j = card.pool[k]
                 channel = card.pool_channel[k]
                 country = card.country
+            if scenario is None:
+                if channel == "ecom":
+                    if rng.random() < c.foreign_ecom_share:  # an online shop abroad
+                        group = self._ecom_by_country[self._abroad_country(card)]
+                        j = group[rng.randrange(len(group))]
+                        country = self._foreign(card, j)
+                elif card.trip_from <= ts < card.trip_until:  # in a shop abroad, on a trip
+                    trip_pool = card.trip_pool
+                    j = trip_pool[rng.randrange(len(trip_pool))]
+                    country = self._foreign(card, j)
             amount = round(amount, 2)
         window = self._compromised.get(j)
         if scenario is None:

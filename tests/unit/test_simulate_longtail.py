@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import statistics
+import subprocess
+import sys
 from collections import Counter, defaultdict
 from datetime import datetime
 from itertools import pairwise
@@ -47,6 +50,25 @@ def test_same_seed_same_world_and_labels_do_not_change_it() -> None:
         a.label_for(event)  # asking for labels must not move the events' generator
     assert first == b.take(5_000)
     assert first != LongTailSimulator(small, seed=4).take(5_000)
+
+
+def test_a_seed_gives_the_same_world_in_every_process() -> None:
+    # nothing may hang on the per-process hash seed of str (the iteration order of a set of them)
+    code = (
+        "from stream_scorer.simulate_longtail import LongTailConfig, LongTailSimulator;"
+        "print(LongTailSimulator(LongTailConfig(n_cards=300, n_terminals=1_200), seed=3).take(3_000))"
+    )
+    worlds = {
+        subprocess.run(
+            [sys.executable, "-c", code],
+            env={**os.environ, "PYTHONHASHSEED": h},
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        for h in ("1", "2")
+    }
+    assert len(worlds) == 1
 
 
 @slow
@@ -177,18 +199,83 @@ def test_account_takeover_uses_a_new_device_and_a_new_country(world: Any) -> Non
 
 @slow
 def test_genuine_purchases_keep_the_cards_habits(world: Any) -> None:
-    _, events, kinds = world
+    sim, events, kinds = world
+    home_of = {card.card_id: card.country for card in sim.cards}
     home: dict[str, Counter[str]] = defaultdict(Counter)
     devices: dict[str, set[str]] = defaultdict(set)
     for e, k in zip(events, kinds, strict=True):
         if k is None:
             home[e["card_id"]][e["country"]] += 1
             devices[e["card_id"]].add(e["device_id"])
-    assert all(len(c) == 1 for c in home.values())  # always the home country
-    assert all(len(d) <= 2 for d in devices.values())
+    # mostly at home: abroad only on trips and at a few foreign online shops
+    assert sum(c[home_of[card]] for card, c in home.items()) >= 0.97 * sum(c.total() for c in home.values())
+    assert sum(len(c) == 1 for c in home.values()) >= 0.6 * len(home)
+    assert sum(len(d) <= 2 for d in devices.values()) >= 0.99 * len(devices)  # one or two devices
+    assert all(len(d) <= 4 for d in devices.values())  # and maybe a new phone (or two)
     days = N / (5_000 * 3.0)
     per_card_day = [sum(c.values()) / days for c in home.values()]
     assert 2.0 <= statistics.mean(per_card_day) <= 4.0
+
+
+@slow
+def test_some_genuine_purchases_are_abroad_on_trips_and_online(world: Any) -> None:
+    sim, events, kinds = world
+    home_of = {card.card_id: card.country for card in sim.cards}
+    genuine = [e for e, k in zip(events, kinds, strict=True) if k is None]
+    abroad = [e for e in genuine if e["country"] != home_of[e["card_id"]]]
+    assert 0.005 <= len(abroad) / len(genuine) <= 0.04, len(abroad) / len(genuine)
+    assert all(e["country"] == sim.merchant_country[int(e["merchant_id"][5:])] for e in abroad)
+    # online: about 2% of the genuine online purchases are at a foreign shop
+    online = [e for e in genuine if e["channel"] == "ecom"]
+    online_abroad = sum(e["country"] != home_of[e["card_id"]] for e in online) / len(online)
+    assert 0.01 <= online_abroad <= 0.03, online_abroad
+    # in shops: trips, each in one country for 2-10 days, by a few dozen cards a day
+    shops: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for e in abroad:
+        if e["channel"] != "ecom":
+            shops[e["card_id"]].append(e)
+    assert len(shops) >= 100
+    close = [(a, b) for es in shops.values() for a, b in pairwise(es) if _ts(b) - _ts(a) < DAY_S]
+    assert close and sum(a["country"] == b["country"] for a, b in close) >= 0.95 * len(close)
+    spans, sizes = [], []  # of the runs of shop purchases abroad in one country, less than a day apart
+    for es in shops.values():
+        start = 0
+        for i in range(1, len(es) + 1):
+            if i == len(es) or es[i]["country"] != es[i - 1]["country"] or _ts(es[i]) - _ts(es[i - 1]) >= DAY_S:
+                spans.append(_ts(es[i - 1]) - _ts(es[start]))
+                sizes.append(i - start)
+                start = i
+    assert sum(span <= 10 * DAY_S for span in spans) >= 0.95 * len(spans)
+    assert statistics.median(sizes) >= 3 and max(spans) >= 5 * DAY_S  # trips, not single purchases
+    # a card on a trip still buys online at home
+    travellers = set(shops)
+    assert any(
+        e["channel"] == "ecom" and e["country"] == home_of[e["card_id"]] for e in genuine if e["card_id"] in travellers
+    )
+
+
+@slow
+def test_some_genuine_cards_switch_to_a_new_device_and_keep_it(world: Any) -> None:
+    _, events, kinds = world
+    first = {card.card_id: set(card.devices) for card in LongTailSimulator(seed=7).cards}  # as built
+    later: dict[str, list[str]] = defaultdict(list)  # each card's genuine devices from its first new one on
+    for e, k in zip(events, kinds, strict=True):
+        card = e["card_id"]
+        if k is None and (later[card] or e["device_id"] not in first[card]):
+            later[card].append(e["device_id"])
+    switched = {card: devices for card, devices in later.items() if devices}
+    days = N / (5_000 * 3.0)
+    assert 3 <= len(switched) <= 5_000 * days / 6_000 * 3, len(switched)  # about 1 card in 200 a month
+    new_uses = sum(d not in first[card] for card, ds in switched.items() for d in ds)
+    genuine = sum(k is None for k in kinds)
+    assert 0 < new_uses / genuine < 0.01
+    for card, devices in switched.items():
+        # from its latest new phone on, the card uses no more devices than it had: it replaced one
+        newest = max((d for d in devices if d not in first[card]), key=devices.index)
+        assert len(set(devices[devices.index(newest) :])) <= len(first[card])
+    assert sum(len({d for d in ds if d not in first[c]}) == 1 for c, ds in switched.items()) >= 0.8 * len(switched)
+    # and it keeps being used: most switched cards use the new one again and again
+    assert statistics.median(sum(d not in first[c] for d in ds) for c, ds in switched.items()) >= 3
 
 
 @slow
