@@ -12,6 +12,7 @@ import html
 import math
 import os
 import re
+import textwrap
 import time
 from array import array
 from collections.abc import Callable
@@ -251,7 +252,10 @@ def _metrics(result: BacktestResult, cols: _Columns, scorer: Scorer) -> dict[str
     c = np.frombuffer(cols.challenger, dtype=float)[known]
     review = scorer.settings.review_threshold
     flagged = s >= review
+    reason = unavailable_reason(result.lines, len(cols.score), result.rejects_by_kind, y)
     m: dict[str, Any] = {
+        "metrics_available": reason is None,
+        "metrics_unavailable_reason": reason,
         "events": result.lines,
         "scored": len(cols.score),
         "rejects": result.rejects,
@@ -286,6 +290,36 @@ def _metrics(result: BacktestResult, cols: _Columns, scorer: Scorer) -> dict[str
     return m
 
 
+def unavailable_reason(
+    lines: int, scored: int, rejects_by_kind: dict[str, int], labels: np.ndarray
+) -> str | None:
+    """Why a replay's quality metrics (ROC AUC, average precision) cannot be computed, or None.
+
+    >>> unavailable_reason(12, 0, {"schema": 12}, np.zeros(0, dtype=bool))
+    'no line was scored: 12 lines, all rejected (schema: 12)'
+    >>> unavailable_reason(5, 5, {}, np.zeros(0, dtype=bool))
+    'no labels: none of the 5 scored events carries is_fraud, quality metrics unavailable'
+    """
+    if scored == 0:
+        if lines == 0:
+            return "no line was scored: the file has no transactions (no non-blank line)"
+        kinds = ", ".join(f"{k}: {n}" for k, n in sorted(rejects_by_kind.items()))
+        return f"no line was scored: {lines} line{'s' if lines != 1 else ''}, all rejected ({kinds})"
+    if labels.size == 0:
+        return (
+            f"no labels: none of the {scored} scored events carries is_fraud,"
+            " quality metrics unavailable"
+        )
+    frauds = int(labels.sum())
+    if frauds == 0 or frauds == labels.size:
+        which = "no fraud" if frauds == 0 else "only frauds"
+        return (
+            f"labels of one class only ({labels.size} labelled, {which}):"
+            " ROC AUC and average precision need both"
+        )
+    return None
+
+
 def _num(v: float) -> float | None:
     """JSON has no NaN: a metric that cannot be computed (one class only) is null."""
     return None if v is None or math.isnan(v) else float(v)
@@ -314,10 +348,17 @@ def write_report(
     t = np.frombuffer(cols.ts, dtype=float)[known]
     has_ch = scorer.challenger is not None and c.size > 0 and not np.isnan(c).all()
     m = result.metrics
+    why = m.get("metrics_unavailable_reason")
     written = [directory / "metrics.json"]
     written[0].write_bytes(orjson.dumps(m, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS))
 
-    def save(fig: Any, name: str) -> None:
+    def save(fig: Any, name: str, empty: bool = False) -> None:
+        if empty and why:  # say on the plot why it shows nothing, rather than crash or mislead
+            fig.axes[0].text(
+                0.5, 0.5, "\n".join(_wrap(why, 48)), ha="center", va="center",
+                transform=fig.axes[0].transAxes, fontsize=9, color="dimgrey",
+                bbox={"facecolor": "white", "edgecolor": "lightgrey"},
+            )
         fig.tight_layout()
         fig.savefig(directory / name, dpi=100)
         plt.close(fig)
@@ -335,7 +376,7 @@ def write_report(
     ax.plot([0, 1], [0, 1], color="grey", linestyle=":", linewidth=1)
     ax.set(xlabel="false positive rate", ylabel="true positive rate", title="ROC")
     ax.legend(loc="lower right", fontsize=8)
-    save(fig, "roc.png")
+    save(fig, "roc.png", empty=y.size == 0)
 
     fig, ax = plt.subplots(figsize=(5.5, 5))
     for name, v in series:
@@ -350,20 +391,17 @@ def write_report(
         ax.axhline(y.mean(), color="grey", linestyle=":", linewidth=1, label="fraud rate")
     ax.set(xlabel="recall", ylabel="precision", title="Precision-recall", ylim=(0, 1.02))
     ax.legend(loc="upper right", fontsize=8)
-    save(fig, "pr.png")
+    save(fig, "pr.png", empty=y.size == 0)
 
     fig, ax = plt.subplots(figsize=(6.5, 4))
-    ax.hist(
-        s[~y],
-        bins=50,
-        range=(0.0, 1.0),
-        alpha=0.6,
-        density=True,
-        label=f"genuine ({int((~y).sum())})",
-    )
-    ax.hist(
-        s[y], bins=50, range=(0.0, 1.0), alpha=0.6, density=True, label=f"fraud ({int(y.sum())})"
-    )
+    unlabelled = np.frombuffer(cols.score, dtype=float)[~known]
+    classes = [("genuine", s[~y], None), ("fraud", s[y], None), ("unlabelled", unlabelled, "grey")]
+    for name, v, color in classes:
+        if v.size:  # an empty class has no density (and nothing to draw on a log scale)
+            ax.hist(
+                v, bins=50, range=(0.0, 1.0), alpha=0.6 if color is None else 0.4, density=True,
+                color=color, label=f"{name} ({v.size})",
+            )
     ax.axvline(
         scorer.settings.review_threshold,
         color="orange",
@@ -374,9 +412,11 @@ def write_report(
     ax.axvline(
         scorer.settings.decline_threshold, color="red", linestyle="--", linewidth=1, label="decline"
     )
-    ax.set(xlabel="champion score", ylabel="density", title="Scores by class", yscale="log")
+    ax.set(xlabel="champion score", ylabel="density", title="Scores by class")
+    if len(cols.score):
+        ax.set_yscale("log")
     ax.legend(fontsize=8)
-    save(fig, "score_hist.png")
+    save(fig, "score_hist.png", empty=len(cols.score) == 0)
 
     fig, ax = plt.subplots(figsize=(7, 4))
     for name, v in series:
@@ -390,7 +430,7 @@ def write_report(
     )
     ax.legend(fontsize=8)
     fig.autofmt_xdate()
-    save(fig, "rolling_ap.png")
+    save(fig, "rolling_ap.png", empty=y.size == 0)
 
     rows = "".join(
         f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(str(v))}</td></tr>"
@@ -403,7 +443,9 @@ def write_report(
         "<!doctype html><html><head><meta charset='utf-8'><title>stream-scorer backtest</title>"
         "<style>body{font-family:sans-serif;margin:2em}td,th{padding:2px 8px;text-align:left}"
         "figure{display:inline-block;margin:0 1em 1em 0}</style></head><body>"
-        f"<h1>Backtest</h1><table>{rows}</table>{imgs}"
+        "<h1>Backtest</h1>"
+        + (f"<p><strong>Metrics unavailable:</strong> {html.escape(why)}</p>" if why else "")
+        + f"<table>{rows}</table>{imgs}"
         "<p>Details, including the pending-store counts, are in "
         "<a href='metrics.json'>metrics.json</a>.</p>"
         "</body></html>",
@@ -411,6 +453,10 @@ def write_report(
     )
     written.append(index)
     return written
+
+
+def _wrap(text: str, width: int) -> list[str]:
+    return textwrap.wrap(text, width) or [text]
 
 
 def _fmt(v: float) -> str:
@@ -460,7 +506,9 @@ def backtest(
         decoder=decoder_of(settings),
         progress=progress,
     )
-    if checkpoint_out is not None and key is not None:
+    # A replay that scored nothing learned nothing: writing its models would replace a checkpoint
+    # that may exist at ``checkpoint_out`` by untrained ones, so it writes none.
+    if checkpoint_out is not None and key is not None and result.scored > 0:
         snapshot = getattr(scorer.partition(0).engine, "snapshot", None)
         result.checkpoint_generation = checkpoint.save(
             checkpoint_out,

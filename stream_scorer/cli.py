@@ -242,14 +242,39 @@ def _duration(text: str) -> float:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-def _print_result(result: Any, out: str) -> None:
+def _print_result(result: Any, out: str, rejects: str | None, command: str) -> int:
+    """Print a replay's summary; the exit code: 0, or 1 (and why, on stderr) when nothing was scored.
+
+    A file whose lines are all refused is not a crash of the command but it is a failed run: the
+    reason names the reject kinds and where the reasons are (or how to get them).
+    """
     m = result.metrics
+    quality = (
+        f"ROC AUC {m['roc_auc']}, average precision {m['average_precision']}"
+        if m["metrics_available"]
+        else m["metrics_unavailable_reason"]
+    )
     print(
         f"scored {result.scored} of {result.lines} events ({result.rejects} rejected) into {out} "
         f"in {result.seconds:.1f}s ({result.throughput:,.0f} events/s; "
-        f"{m['events_per_cpu_s'] or 0:,.0f} events per CPU second); "
-        f"ROC AUC {m['roc_auc']}, average precision {m['average_precision']}"
+        f"{m['events_per_cpu_s'] or 0:,.0f} events per CPU second); {quality}"
     )
+    if result.scored > 0:
+        return 0
+    where = f"see {rejects}" if rejects else "rerun with --rejects FILE for each line's reason"
+    reasons = f"; {where}" if result.rejects else ""
+    print(f"stream-scorer {command}: {m['metrics_unavailable_reason']}{reasons}", file=sys.stderr)
+    return 1
+
+
+def _replay_errors(command: str, run: Callable[[], Any]) -> Any:
+    """Run a replay; a file that cannot be read or written is an error message (exit 2), not a
+    traceback."""
+    try:
+        return run()
+    except OSError as exc:
+        where = f": {exc.filename}" if exc.filename else ""
+        raise StreamScorerError(f"{command}: {exc.strerror or exc}{where}") from exc
 
 
 def cmd_backtest(args: argparse.Namespace) -> int:
@@ -257,14 +282,16 @@ def cmd_backtest(args: argparse.Namespace) -> int:
 
     settings = load_settings(log_level=args.log_level)
     _configure_logging(settings)
-    result = backtest(
+    result = _replay_errors("backtest", lambda: backtest(
         args.input, args.scores_out, settings, label_delay_s=args.label_delay,
         report_dir=args.report, rejects_path=args.rejects, checkpoint_out=args.checkpoint_out,
-    )
-    _print_result(result, args.scores_out)
+    ))
+    rc = _print_result(result, args.scores_out, args.rejects, "backtest")
     if result.checkpoint_generation is not None:
         print(f"checkpoint generation {result.checkpoint_generation} written to {args.checkpoint_out}")
-    return 0
+    elif args.checkpoint_out is not None:
+        print(f"no checkpoint written to {args.checkpoint_out}: nothing was scored", file=sys.stderr)
+    return rc
 
 
 def cmd_score_file(args: argparse.Namespace) -> int:
@@ -272,12 +299,11 @@ def cmd_score_file(args: argparse.Namespace) -> int:
 
     settings = load_settings(log_level=args.log_level)
     _configure_logging(settings)
-    result = score_file(
+    result = _replay_errors("score-file", lambda: score_file(
         args.input, args.checkpoint, args.out, settings, rejects_path=args.rejects, report_dir=args.report,
         fresh_features=args.fresh_features, label_delay_s=args.label_delay, use_labels=not args.ignore_labels,
-    )
-    _print_result(result, args.out)
-    return 0
+    ))
+    return _print_result(result, args.out, args.rejects, "score-file")
 
 
 def _position(text: str) -> int | datetime:

@@ -47,6 +47,13 @@ def _describe(exc: ValidationError) -> tuple[str, tuple[dict[str, str], ...]]:
     return reason, errors
 
 
+def _invalid(exc: ValidationError) -> Rejection:
+    """The Rejection of a record that failed the contract: ``rule`` or ``schema``, see above."""
+    reason, errors = _describe(exc)
+    kind = "rule" if all(e["type"] in _RULE_ERRORS for e in errors) else "schema"
+    return Rejection(kind, reason, errors)
+
+
 class Decoder:
     """Decode and validate transactions against the contract and the worker's rules.
 
@@ -75,9 +82,7 @@ class Decoder:
         try:
             txn = Transaction.model_validate(obj)
         except ValidationError as exc:
-            reason, errors = _describe(exc)
-            kind = "rule" if all(e["type"] in _RULE_ERRORS for e in errors) else "schema"
-            return Rejection(kind, reason, errors)
+            return _invalid(exc)
         except RecursionError:
             return Rejection("schema", "structure nested too deeply")
         ts = txn.event_ts
@@ -104,14 +109,21 @@ def parse_object(value: bytes | None, max_bytes: int) -> dict[str, Any] | Reject
 
 
 def decode_label(value: bytes | None, max_bytes: int = 64 * 1024) -> Label | Rejection:
-    """Return the Label in ``value``, or the Rejection that explains why not."""
+    """Return the Label in ``value``, or the Rejection that explains why not.
+
+    Classified as transactions are (``rule`` or ``schema``, see ``_RULE_ERRORS``).
+
+    >>> decode_label(b'{"transaction_id": "t1", "is_fraud": 1, "label_time": "2026-01-31T12:00:00Z"}').is_fraud
+    True
+    >>> decode_label(b'{"transaction_id": "t1", "is_fraud": 2, "label_time": "2026-01-31T12:00:00Z"}').reason
+    'is_fraud: must be true, false, 0 or 1, not another integer'
+    """
     obj = parse_object(value, max_bytes)
     if type(obj) is Rejection:
         return obj
     try:
         return Label.model_validate(obj)
     except ValidationError as exc:
-        reason, errors = _describe(exc)
-        return Rejection("schema", reason, errors)
+        return _invalid(exc)
     except RecursionError:
         return Rejection("schema", "structure nested too deeply")

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import subprocess
+import sys
 from datetime import datetime
 from pathlib import Path
 
@@ -12,6 +15,7 @@ import pytest
 
 from stream_scorer import cli, simulate
 from stream_scorer.backtest import (
+    PLOTS,
     average_precision,
     backtest,
     parse_duration,
@@ -298,3 +302,112 @@ def test_metrics_of_nothing_are_unavailable_not_an_error():
 
     assert math.isnan(roc_auc([], [])) and math.isnan(average_precision([], []))
     assert len(pr_curve([], [])[0]) == 1 and len(roc_curve([], [])[0]) == 2
+
+
+# -- input that scores nothing, or has no labels: a clear summary, never a traceback ------------
+
+ALL_BAD = [
+    b'{"transaction_id": "a", "event_time": "2026-01-01T00:00:00Z", "card_id": "c", '
+    b'"merchant_id": "m", "amount": 5.0, "currency": "EUR", "is_fraud": "yes"}',
+    b'{"transaction_id": "b", "event_time": "2026-01-01T00:00:00Z", "card_id": "c", '
+    b'"merchant_id": "m", "amount": 5.0, "currency": "EUR", "is_fraud": 2}',
+    b'{"transaction_id": "c"}',
+    b"{not json",
+]
+
+
+def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """The command as users run it: a process of its own, its exit code and its output."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("STREAM_SCORER_")}
+    env |= {"STREAM_SCORER_CHECKPOINT__KEY": KEY, "STREAM_SCORER_LOG_FORMAT": "text"}
+    return subprocess.run(
+        [sys.executable, "-m", "stream_scorer.cli", *args],
+        cwd=cwd, env=env, capture_output=True, text=True, timeout=120,
+    )
+
+
+def test_a_backtest_of_an_all_rejected_file_fails_clearly(tmp_path):
+    src = tmp_path / "bad.jsonl"
+    src.write_bytes(b"\n".join(ALL_BAD) + b"\n")
+    ckpt = tmp_path / "m.ckpt"
+    ckpt.write_bytes(b"an earlier checkpoint")
+    proc = _cli(
+        "backtest", str(src), "--scores-out", str(tmp_path / "s.jsonl"), "--rejects",
+        str(tmp_path / "r.jsonl"), "--report", str(tmp_path / "rep"), "--checkpoint-out", str(ckpt),
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 1, proc.stderr
+    assert "Traceback" not in proc.stderr + proc.stdout
+    assert "scored 0 of 4 events (4 rejected)" in proc.stdout
+    assert (
+        "no line was scored: 4 lines, all rejected (not_json: 1, schema: 3); see "
+        f"{tmp_path / 'r.jsonl'}" in proc.stderr
+    )
+    assert ckpt.read_bytes() == b"an earlier checkpoint", "an empty run must not replace a checkpoint"
+    assert "no checkpoint written" in proc.stderr
+    refused = read_jsonl(tmp_path / "r.jsonl")
+    assert [x["error_kind"] for x in refused] == ["schema", "schema", "schema", "not_json"]
+    assert all("is_fraud" in x["reason"] for x in refused[:2])
+    m = json.loads((tmp_path / "rep" / "metrics.json").read_text())
+    assert m["metrics_available"] is False and m["metrics_unavailable_reason"].startswith("no line was scored")
+    assert m["roc_auc"] is m["average_precision"] is m["fraud_rate"] is None
+    assert {p.name for p in (tmp_path / "rep").iterdir()} >= {"index.html", *PLOTS}
+    assert "Metrics unavailable" in (tmp_path / "rep" / "index.html").read_text()
+
+
+def test_a_backtest_without_labels_succeeds_with_metrics_unavailable(tmp_path):
+    src = tmp_path / "unlabelled.jsonl"
+    simulate.write_jsonl(src, 300, seed=3, inline_labels=False)
+    proc = _cli(
+        "backtest", str(src), "--scores-out", str(tmp_path / "s.jsonl"), "--report", str(tmp_path / "rep"),
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert "scored 300 of 300 events (0 rejected)" in proc.stdout
+    assert "no labels: none of the 300 scored events carries is_fraud" in proc.stdout
+    m = json.loads((tmp_path / "rep" / "metrics.json").read_text())
+    assert (m["scored"], m["labelled"], m["metrics_available"]) == (300, 0, False)
+    assert m["metrics_unavailable_reason"].startswith("no labels")
+    assert m["roc_auc"] is None and m["average_precision"] is None
+    assert {p.name for p in (tmp_path / "rep").iterdir()} >= {"index.html", *PLOTS}
+
+
+def test_an_empty_file_and_a_missing_one(tmp_path, capsys):
+    empty = tmp_path / "empty.jsonl"
+    empty.write_bytes(b"\n  \n")
+    r = backtest(empty, tmp_path / "s.jsonl", settings(), report_dir=tmp_path / "rep", progress=False)
+    assert (r.lines, r.scored, r.metrics["metrics_available"]) == (0, 0, False)
+    assert "no non-blank line" in r.metrics["metrics_unavailable_reason"]
+    assert (tmp_path / "rep" / "score_hist.png").exists()
+    assert cli.main(["backtest", str(empty), "--scores-out", str(tmp_path / "s.jsonl")]) == 1
+    assert "no line was scored" in capsys.readouterr().err
+    assert cli.main(["backtest", str(tmp_path / "nope.jsonl"), "--scores-out", str(tmp_path / "s")]) == 2
+    err = capsys.readouterr().err
+    assert "stream-scorer: error: backtest: No such file or directory" in err and "nope.jsonl" in err
+
+
+def test_labels_of_one_class_leave_the_ranking_metrics_unavailable(tmp_path):
+    src = tmp_path / "genuine.jsonl"
+    simulate.write_jsonl(src, 200, seed=3, inline_labels=False)
+    lines = [orjson.loads(line) for line in src.read_bytes().splitlines()]
+    src.write_bytes(b"".join(orjson.dumps({**x, "is_fraud": 0}) + b"\n" for x in lines))
+    r = backtest(src, tmp_path / "s.jsonl", settings(), report_dir=tmp_path / "rep", progress=False)
+    assert (r.scored, r.labelled, r.metrics["frauds"]) == (200, 200, 0)
+    assert r.metrics["metrics_available"] is False and "one class" in r.metrics["metrics_unavailable_reason"]
+    assert r.metrics["roc_auc"] is None and r.metrics["fraud_rate"] == 0.0
+
+
+def test_score_file_of_nothing_scored_exits_non_zero(sim, tmp_path, monkeypatch, capsys):
+    mixed, _ = sim
+    monkeypatch.setenv("STREAM_SCORER_CHECKPOINT__KEY", KEY)
+    ckpt = tmp_path / "m.ckpt"
+    backtest(mixed, tmp_path / "s.jsonl", settings(), checkpoint_out=ckpt, progress=False)
+    src = tmp_path / "bad.jsonl"
+    src.write_bytes(b"\n".join(ALL_BAD) + b"\n")
+    rc = cli.main(["score-file", str(src), "--checkpoint", str(ckpt), "--out", str(tmp_path / "o.jsonl"),
+                   "--report", str(tmp_path / "rep")])
+    assert rc == 1
+    err = capsys.readouterr().err
+    assert "stream-scorer score-file: no line was scored" in err and "--rejects FILE" in err
+    assert json.loads((tmp_path / "rep" / "metrics.json").read_text())["metrics_available"] is False

@@ -88,3 +88,63 @@ def test_a_label_value_other_than_0_1_true_false_is_a_dead_letter(value):
     assert isinstance(out, Rejection) and "is_fraud" in out.reason
     txn = Decoder().decode(orjson.dumps({**GOOD, "is_fraud": value}), NOW)
     assert isinstance(txn, Rejection) and "is_fraud" in txn.reason
+
+
+LABEL = {"transaction_id": "t1", "is_fraud": True, "label_time": "2026-01-31T12:00:00Z"}
+
+
+@pytest.mark.parametrize(("value", "expected"), [(0, False), (1, True), (False, False), (True, True)])
+def test_labels_0_and_1_decode_as_booleans(value, expected):
+    from stream_scorer.decode import decode_label
+
+    label = decode_label(orjson.dumps({**LABEL, "is_fraud": value}))
+    assert not isinstance(label, Rejection) and label.is_fraud is expected
+    txn = Decoder().decode(orjson.dumps({**GOOD, "is_fraud": value}), NOW)
+    assert isinstance(txn, Transaction) and txn.is_fraud is expected
+
+
+@pytest.mark.parametrize("value", [2, -1, 0.5, 1.0, "yes", "true", "1", None, {}])
+def test_a_wrong_label_is_a_schema_dead_letter_naming_is_fraud(value):
+    """The same kind and reason for an inline label and for a Label record."""
+    from stream_scorer.decode import decode_label
+
+    label = decode_label(orjson.dumps({**LABEL, "is_fraud": value}))
+    assert isinstance(label, Rejection)
+    assert label.kind == "schema" and label.reason.startswith("is_fraud: must be true, false, 0 or 1")
+    assert [e["loc"] for e in label.errors] == ["is_fraud"]
+    if value is None:
+        return  # a transaction's inline label is optional: null is no label
+    txn = Decoder().decode(orjson.dumps({**GOOD, "is_fraud": value}), NOW)
+    assert isinstance(txn, Rejection)
+    assert (txn.kind, txn.reason) == (label.kind, label.reason)
+
+
+def test_labels_are_classified_as_transactions_are():
+    from stream_scorer.decode import decode_label
+
+    bad_time = decode_label(orjson.dumps({**LABEL, "label_time": "2026-01-31"}))
+    assert isinstance(bad_time, Rejection) and bad_time.kind == "rule" and "label_time" in bad_time.reason
+    missing = decode_label(orjson.dumps({k: v for k, v in LABEL.items() if k != "is_fraud"}))
+    assert isinstance(missing, Rejection) and missing.kind == "schema" and "is_fraud" in missing.reason
+
+
+def test_zero_amounts_decode_and_negative_or_huge_ones_are_rule_dead_letters():
+    out = Decoder().decode(orjson.dumps({**GOOD, "amount": 0}), NOW)
+    assert isinstance(out, Transaction) and out.amount == 0.0
+    for amount in (-0.01, 1e9 + 1):
+        out = Decoder().decode(orjson.dumps({**GOOD, "amount": amount}), NOW)
+        assert isinstance(out, Rejection) and out.kind == "rule" and out.reason.startswith("amount")
+
+
+@pytest.mark.parametrize(
+    ("signals", "kind"),
+    [({"device_risk": "high"}, "schema"), ({"device_risk": True}, "schema"), ({"": 1}, "schema")],
+)
+def test_bad_signals_are_dead_letters(signals, kind):
+    out = Decoder().decode(orjson.dumps({**GOOD, "signals": signals}), NOW)
+    assert isinstance(out, Rejection) and out.kind == kind and out.reason.startswith("signals")
+
+
+def test_signals_decode():
+    out = Decoder().decode(orjson.dumps({**GOOD, "signals": {"device_risk": 0.7, "score": None}}), NOW)
+    assert isinstance(out, Transaction) and out.signals == {"device_risk": 0.7, "score": None}
