@@ -253,14 +253,12 @@ class TextbookFeatures:
 # -- data sets ----------------------------------------------------------------------------------
 
 
-def _datasets_module() -> ModuleType | None:
-    path = HERE / "datasets.py"
-    if not path.exists():
-        return None
+def _datasets_module() -> ModuleType:
+    """``benchmarks/datasets.py``, loaded by path (the benchmarks folder is not a package)."""
     name = "bench_datasets"
     if name in sys.modules:
         return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, path)
+    spec = importlib.util.spec_from_file_location(name, HERE / "datasets.py")
     assert spec is not None and spec.loader is not None
     mod = importlib.util.module_from_spec(spec)
     sys.modules[name] = mod
@@ -272,31 +270,12 @@ def events_of(name: str, n: int | None, seed: int) -> Iterator[tuple[dict[str, A
     """(event dict, fraud type or None) of data set ``name``: ``n`` events (ULB: at most ``n``)."""
     ds = _datasets_module()
     if name == "ulb":
-        if ds is None:
-            raise BenchError("ulb needs benchmarks/datasets.py (fetch_ulb, ulb_events)")
         rows = ((e, None) for e in ds.ulb_events(ds.fetch_ulb()))
         return itertools.islice(rows, n) if n is not None else rows
-    assert n is not None
-    if ds is not None:
-        return iter(ds.world_events(name, n, seed=seed))
-    return _fallback_world(name, n, seed)  # until benchmarks/datasets.py lands
-
-
-def _fallback_world(name: str, n: int, seed: int) -> Iterator[tuple[dict[str, Any], str | None]]:
-    sim: Any
-    if name == "simulator":
-        from stream_scorer.simulate import SimConfig, Simulator
-
-        sim = Simulator(SimConfig(), seed=seed)
-    elif name == "long_tail":
-        from stream_scorer.simulate_longtail import LongTailSimulator
-
-        sim = LongTailSimulator(seed=seed)
-    else:
+    if name not in DATASETS:
         raise BenchError(f"unknown data set {name!r}: choose from {', '.join(DATASETS)}")
-    for _ in range(n):
-        e = sim.next_event()
-        yield e, sim.last_scenario
+    assert n is not None
+    return iter(ds.world_events(name, n, seed=seed))
 
 
 # -- one run ------------------------------------------------------------------------------------
