@@ -8,14 +8,19 @@ data set, in the same run:
    :class:`stream_scorer.features.engine.FeatureEngine` built from ``FeatureSettings``);
 2. a textbook reference written here: River's ``StandardScaler | LogisticRegression(SGD(0.01))``
    on the raw producer signals (ULB: V1..V28 and Amount) or on textbook features (simulated
-   worlds: card counts and mean amounts over 1/7/30 days; terminal counts and fraud shares over
-   1/7/30 days in windows that end one label delay before the event; amount; night; weekend),
-   learning each label after the same delay (a heap of due labels by event time).
+   worlds and SynCCFD: card counts and mean amounts over 1/7/30 days; terminal counts and fraud
+   shares over 1/7/30 days in windows that end one label delay before the event; amount; night;
+   weekend), learning each label after the same delay (a heap of due labels by event time).
 
 Data sets: ``ulb`` (the ULB credit-card set, delay 0 for comparison with River's
 imbalanced-learning notebook: plain LR ROC AUC 0.891, undersampling + positive weight 0.968;
-``--ulb-delay 1h`` adds a second run), ``long_tail`` (label delay 7 d) and ``simulator``
-(label delay 3 d), the last two with fraud types. Events come from ``benchmarks/datasets.py``.
+``--ulb-delay 1h`` adds a second run), ``long_tail`` (label delay 7 d), ``simulator`` (label
+delay 3 d; 300,000 events span 28 days) and ``synccfd`` (SynCCFD, a third-party simulator derived
+from the handbook's, 90 days, label delay 7 d as in the handbook), the last three with fraud
+types. The scorer gets the producer signals of ULB (V1..V28) and SynCCFD (``bill_term_km``,
+``bill_ship_km``) through ``FeatureSettings.signals``; on SynCCFD the reference has the handbook's
+features only, as in the handbook (no distances). Events come from ``benchmarks/datasets.py``;
+SynCCFD must have been generated first (``benchmarks/datasets.py fetch synccfd``).
 
 Metrics over the test span (event time after the first ``--warmup`` share): ROC AUC, average
 precision, card precision@100 (per UTC day, the 100 cards with the highest max score of the
@@ -24,7 +29,7 @@ fraud-detection handbook does; days without fraud count 0 for every model) and, 
 AUC and AP over that type's frauds plus all genuine events. CPU seconds per event are measured
 per model with ``time.process_time`` (the scorer's include validating the event).
 
-    .venv/bin/python benchmarks/bench_quality.py                      # all three, default sizes
+    .venv/bin/python benchmarks/bench_quality.py                      # all four, default sizes
     .venv/bin/python benchmarks/bench_quality.py --quick              # a tiny run
     .venv/bin/python benchmarks/bench_quality.py --datasets long_tail --n 300000 \\
         --set model.learning_rate=0.05 --set features.merchant_risk_prior_weight=2 --label lr05
@@ -69,10 +74,20 @@ HERE = Path(__file__).resolve().parent
 DAY_S = 86_400.0
 WINDOWS_D = (1, 7, 30)
 ULB_SIGNALS = tuple(f"V{i}" for i in range(1, 29))
-DATASETS = ("ulb", "long_tail", "simulator")
-LABEL_DELAY_S = {"ulb": 0.0, "long_tail": 7 * DAY_S, "simulator": 3 * DAY_S}
+SYNCCFD_SIGNALS = ("bill_term_km", "bill_ship_km")
+DATASETS = ("ulb", "long_tail", "simulator", "synccfd")
+FILES = ("ulb", "synccfd")
+"""Data sets read from a file in the cache: all rows unless a number is given."""
+LABEL_DELAY_S = {"ulb": 0.0, "long_tail": 7 * DAY_S, "simulator": 3 * DAY_S, "synccfd": 7 * DAY_S}
+SIGNALS = {"ulb": ULB_SIGNALS, "synccfd": SYNCCFD_SIGNALS}
+"""Producer signals the scorer is given (``FeatureSettings.signals``), per data set."""
+REFERENCE_ON_SIGNALS = ("ulb",)
+"""Data sets where the reference learns from the raw signals (ULB has no cards or terminals);
+elsewhere it has the handbook's features."""
 DEFAULT_N = {"long_tail": 600_000, "simulator": 300_000}
-QUICK_N = {"ulb": 20_000, "long_tail": 20_000, "simulator": 5_000}
+QUICK_N = {"ulb": 20_000, "long_tail": 20_000, "simulator": 5_000, "synccfd": 20_000}
+QUICK_DELAY_S = {"long_tail": 3_600.0, "simulator": 300.0, "synccfd": 6 * 3_600.0}
+"""``--quick`` delays: its tiny streams span hours (20,000 SynCCFD rows: 3.4 days)."""
 MODELS = ("champion", "challenger", "reference")
 
 
@@ -267,10 +282,14 @@ def _datasets_module() -> ModuleType:
 
 
 def events_of(name: str, n: int | None, seed: int) -> Iterator[tuple[dict[str, Any], str | None]]:
-    """(event dict, fraud type or None) of data set ``name``: ``n`` events (ULB: at most ``n``)."""
+    """(event dict, fraud type or None) of data set ``name``: ``n`` events (ULB, SynCCFD: at most
+    ``n``, all when ``None``). SynCCFD is read from the cache, never generated here."""
     ds = _datasets_module()
-    if name == "ulb":
-        rows = ((e, None) for e in ds.ulb_events(ds.fetch_ulb()))
+    if name in FILES:
+        if name == "ulb":
+            rows: Iterator[tuple[dict[str, Any], str | None]] = ((e, None) for e in ds.ulb_events(ds.fetch_ulb()))
+        else:
+            rows = ds.synccfd_events(ds.fetch_synccfd(generate=False))
         return itertools.islice(rows, n) if n is not None else rows
     if name not in DATASETS:
         raise BenchError(f"unknown data set {name!r}: choose from {', '.join(DATASETS)}")
@@ -287,7 +306,7 @@ def feature_settings(
     """``FeatureSettings(**overrides)``, with the producer signals when there are any.
 
     When FeatureSettings has no ``signals`` setting, a :class:`BenchError` says so, unless
-    ``allow_no_signals``: then the scorer runs without them (the reference still has them).
+    ``allow_no_signals``: then the scorer runs without them (on ULB the reference still has them).
     """
     kw = dict(overrides)
     if signals:
@@ -298,16 +317,22 @@ def feature_settings(
         if signals and any(err["loc"][:1] == ("signals",) for err in exc.errors()):
             if allow_no_signals:
                 print(
-                    "warning: FeatureSettings has no `signals`: the scorer sees no V1..V28",
+                    f"warning: FeatureSettings has no `signals`: the scorer sees no {_names(signals)}",
                     file=sys.stderr,
                     flush=True,
                 )
                 return feature_settings(overrides)
             raise BenchError(
-                "FeatureSettings does not take `signals` (producer signals V1..V28) in this "
-                "checkout: the ULB run needs it; run without ulb or update the feature engine"
+                f"FeatureSettings does not take `signals` (producer signals {_names(signals)}) in this "
+                "checkout: this run needs it; run without it, with --allow-no-signals, or update the "
+                "feature engine"
             ) from exc
         raise BenchError(f"bad features.* setting: {exc}") from exc
+
+
+def _names(signals: Sequence[str]) -> str:
+    """``V1..V28`` or ``a, b``: signal names short enough for a message."""
+    return f"{signals[0]}..{signals[-1]}" if len(signals) > 3 else ", ".join(signals)
 
 
 @dataclass
@@ -329,8 +354,13 @@ def run_dataset(
     k: int = 100,
     allow_no_signals: bool = False,
 ) -> dict[str, Any]:
-    """Score ``events`` with the scorer and the reference; the metrics over the test span."""
-    signals = ULB_SIGNALS if name.startswith("ulb") else ()
+    """Score ``events`` with the scorer and the reference; the metrics over the test span.
+
+    ``name`` is the data set's, or a second run's label that starts with it (``ulb-delay-1h``).
+    """
+    source = name.partition("-")[0]
+    signals = SIGNALS.get(source, ())
+    raw_reference = source in REFERENCE_ON_SIGNALS
     fs = feature_settings(feature_overrides, signals, allow_no_signals)
     try:
         model = ModelSettings(**model_overrides)
@@ -365,7 +395,7 @@ def run_dataset(
         rec = scorer.score(txn)
         t1 = clock()
         ts, y = txn.event_ts, bool(txn.is_fraud)
-        if signals:
+        if raw_reference:
             xr = {s: float(event["signals"][s]) for s in signals}
             xr["Amount"] = txn.amount
         else:
@@ -504,7 +534,9 @@ def _git_commit() -> str | None:
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--datasets", default=",".join(DATASETS))
-    ap.add_argument("--n", type=int, default=None, help="events per simulated world")
+    ap.add_argument(
+        "--n", type=int, default=None, help="events per simulated world (synccfd: at most this many, default all)"
+    )
     ap.add_argument("--ulb-n", type=int, default=None, help="at most this many ULB rows")
     ap.add_argument("--ulb-delay", default=None, help="a second ULB run with this delay, e.g. 1h")
     ap.add_argument(
@@ -512,12 +544,12 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         action="append",
         default=[],
         metavar="NAME=DURATION",
-        help="another label delay for a data set, e.g. simulator=1h (--quick: 1h long_tail, 5m simulator)",
+        help="another label delay for a data set, e.g. simulator=1h (--quick: 1h long_tail, 5m simulator, 6h synccfd)",
     )
     ap.add_argument(
         "--allow-no-signals",
         action="store_true",
-        help="run ULB even if FeatureSettings cannot take signals (the scorer then has none)",
+        help="run ULB and SynCCFD even if FeatureSettings cannot take signals (the scorer then has none)",
     )
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--warmup", type=float, default=0.2, help="share of event time not measured")
@@ -536,7 +568,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
 
     delays = dict(LABEL_DELAY_S)
     if args.quick:
-        delays.update(long_tail=3_600.0, simulator=300.0)  # tiny worlds span minutes or hours
+        delays.update(QUICK_DELAY_S)  # tiny worlds span minutes or hours
     for item in args.delay:
         key, _, dur = item.partition("=")
         if key not in delays:
@@ -552,10 +584,12 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     results: dict[str, Any] = {}
     skipped: dict[str, str] = {}
     for label, source, delay in runs:
-        if source == "ulb":
-            n = QUICK_N["ulb"] if args.quick else args.ulb_n
+        if args.quick:
+            n: int | None = QUICK_N[source]
+        elif source == "ulb":
+            n = args.ulb_n
         else:
-            n = QUICK_N[source] if args.quick else (args.n or DEFAULT_N[source])
+            n = args.n or DEFAULT_N.get(source)
         try:
             events = events_of(source, n, args.seed)
             r = run_dataset(
@@ -567,7 +601,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                 args.warmup,
                 allow_no_signals=args.allow_no_signals,
             )
-        except BenchError as exc:
+        except (BenchError, _datasets_module().DatasetError) as exc:
             print(f"{label}: skipped: {exc}", file=sys.stderr, flush=True)
             skipped[label] = str(exc)
             continue
