@@ -42,7 +42,8 @@ EVICT_EVERY_S = 60.0
 
 
 class FeatureEngineLike(Protocol):
-    """What the scorer needs of a feature engine (``observe_label``/``evict`` are optional)."""
+    """What the scorer needs of a feature engine (``observe_label``, ``evict``, ``label_key`` and
+    ``reason_text`` are optional)."""
 
     names: Any
 
@@ -270,7 +271,9 @@ class Scorer:
             due = st.due
             if (due and due[0][0] <= ts) or ts - st.last_sweep >= EVICT_EVERY_S:
                 self.advance(ts, partition)  # labels due or a sweep: seldom, so not called per event
-        x = st.engine.update(txn)
+        engine = st.engine
+        x = engine.update(txn)
+        text = getattr(engine, "reason_text", _same)
         champion, challenger = self.champion, self.challenger
         scaling = champion.scaling
         if isinstance(challenger, OnlineLogit) and challenger.scaling is scaling:
@@ -289,7 +292,7 @@ class Scorer:
             "band": band_of(p, self._review, self._decline),
             "model_version": champion.version,
             "latency_ms": 0.0,
-            "reason_codes": [{"feature": n, "contribution": c} for n, c in reasons],
+            "reason_codes": [{"feature": text(n), "contribution": c} for n, c in reasons],
             "challenger_score": q,
             "challenger_version": challenger.version if challenger is not None else None,
             "label": txn.is_fraud,
@@ -300,10 +303,12 @@ class Scorer:
         self.stats.scored += 1
         if learn:
             label = txn.is_fraud
+            key_of = getattr(st.engine, "label_key", None)
+            label_key = key_of(txn) if key_of is not None else txn.merchant_id
             if label is not None and self.label_delay_s <= 0.0:
-                self._learn(st, x, label, txn.merchant_id, ts, ts)
+                self._learn(st, x, label, label_key, ts, ts)
             else:
-                st.pending.put(txn.transaction_id, x, txn.merchant_id, ts)
+                st.pending.put(txn.transaction_id, x, label_key, ts)
                 if label is not None:
                     st.seq += 1
                     heapq.heappush(
@@ -325,7 +330,7 @@ class Scorer:
         if entry is None:
             self.stats.labels_missed += 1
             return False
-        self._learn(st, entry.features, is_fraud, entry.merchant_id, entry.event_ts, label_ts)
+        self._learn(st, entry.features, is_fraud, entry.label_key, entry.event_ts, label_ts)
         self.stats.labels_applied += 1
         return True
 
@@ -356,7 +361,7 @@ class Scorer:
         st: PartitionState,
         x: dict[str, float],
         y: bool,
-        merchant_id: str,
+        label_key: str,
         event_ts: float,
         label_ts: float,
     ) -> None:
@@ -374,7 +379,11 @@ class Scorer:
             self.stats.learned += 1
         observe = getattr(st.engine, "observe_label", None)
         if observe is not None:
-            observe(merchant_id, y, event_ts, label_ts)
+            observe(label_key, y, event_ts, label_ts)
+
+
+def _same(name: str) -> str:
+    return name
 
 
 def scorer_from_checkpoint(

@@ -463,7 +463,7 @@ static PyTypeObject CardUpdaterType = {
 
 /* -- merchants ----------------------------------------------------------------------------------
  * MerchantLayout.py_update (stream_scorer/features/merchant.py) on a MerchantState's own arrays
- * (float64 counts, sums, labels, frauds; int64 cache heads; float64 cache) and pending list. */
+ * (float64 counts, sums; int64 cache heads; float64 cache). */
 
 typedef struct {
     double bucket_s;
@@ -473,15 +473,12 @@ typedef struct {
 
 typedef struct {
     PyObject_HEAD
-    double grace_s, risk_bucket_s, prior_frauds, prior_weight;
-    long long risk_span, risk_slots;
+    double grace_s;
     int n_levels;
     MLevel levels[MAX_LEVELS];
-    PyObject *k_rate, *k_log_labels;
 } MerchantUpdater;
 
-static PyObject *s_max_ts, *s_seen_ts, *s_counts, *s_sums, *s_labels, *s_frauds, *s_heads,
-    *s_cache, *s_pending;
+static PyObject *s_max_ts, *s_seen_ts, *s_counts, *s_sums, *s_heads, *s_cache;
 
 static void
 merchant_dealloc(MerchantUpdater *self)
@@ -490,34 +487,24 @@ merchant_dealloc(MerchantUpdater *self)
         Py_XDECREF(self->levels[i].n_count);
         Py_XDECREF(self->levels[i].n_mean);
     }
-    Py_XDECREF(self->k_rate);
-    Py_XDECREF(self->k_log_labels);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
-/* MerchantUpdater(grace_s, levels, risk, priors, names)
- *   levels: ((bucket_s, span, slots, offset, count_name, mean_name), ...)
- *   risk:   (bucket_s, span, slots);  priors: (prior_frauds, prior_weight)
- *   names:  (risk_rate_name, risk_log_labels_name) */
+/* MerchantUpdater(grace_s, levels)
+ *   levels: ((bucket_s, span, slots, offset, count_name, mean_name), ...) */
 static int
 merchant_init(MerchantUpdater *self, PyObject *args, PyObject *kwds)
 {
-    if (self->n_levels || self->k_rate) {
+    if (self->n_levels) {
         PyErr_SetString(PyExc_TypeError, "MerchantUpdater is initialised once");
         return -1;
     }
-    PyObject *levels, *rate, *log_labels;
-    if (!PyArg_ParseTuple(args, "dO!(dLL)(dd)(UU)", &self->grace_s, &PyTuple_Type, &levels,
-                          &self->risk_bucket_s, &self->risk_span, &self->risk_slots,
-                          &self->prior_frauds, &self->prior_weight, &rate, &log_labels))
+    PyObject *levels;
+    if (!PyArg_ParseTuple(args, "dO!", &self->grace_s, &PyTuple_Type, &levels))
         return -1;
-    if (self->risk_bucket_s <= 0.0 || self->risk_slots < 1 || self->risk_span < 1) {
-        PyErr_SetString(PyExc_ValueError, "the risk ring is empty");
-        return -1;
-    }
     Py_ssize_t n = PyTuple_GET_SIZE(levels);
-    if (n < 1 || n >= MAX_LEVELS) {
-        PyErr_Format(PyExc_ValueError, "between 1 and %d levels, not %zd", MAX_LEVELS - 1, n);
+    if (n < 1 || n > MAX_LEVELS) {
+        PyErr_Format(PyExc_ValueError, "between 1 and %d levels, not %zd", MAX_LEVELS, n);
         return -1;
     }
     for (Py_ssize_t i = 0; i < n; i++) {
@@ -534,8 +521,6 @@ merchant_init(MerchantUpdater *self, PyObject *args, PyObject *kwds)
         lv->n_mean = Py_NewRef(nm[1]);
         self->n_levels = (int)(i + 1);
     }
-    self->k_rate = Py_NewRef(rate);
-    self->k_log_labels = Py_NewRef(log_labels);
     return 0;
 }
 
@@ -595,15 +580,14 @@ clear_ring(double *a, double *b, long long off, long long head, long long k, lon
 }
 
 typedef struct {
-    Py_buffer counts, sums, labels, frauds, heads, cache;
+    Py_buffer counts, sums, heads, cache;
     int held;
 } MBufs;
 
 static void
 release_bufs(MBufs *bufs)
 {
-    Py_buffer *all[6] = {&bufs->counts, &bufs->sums, &bufs->labels,
-                         &bufs->frauds, &bufs->heads, &bufs->cache};
+    Py_buffer *all[4] = {&bufs->counts, &bufs->sums, &bufs->heads, &bufs->cache};
     for (int i = 0; i < bufs->held; i++)
         PyBuffer_Release(all[i]);
     bufs->held = 0;
@@ -612,12 +596,11 @@ release_bufs(MBufs *bufs)
 static int
 get_bufs(PyObject *m, MBufs *bufs)
 {
-    PyObject *names[6] = {s_counts, s_sums, s_labels, s_frauds, s_heads, s_cache};
-    Py_buffer *all[6] = {&bufs->counts, &bufs->sums, &bufs->labels,
-                         &bufs->frauds, &bufs->heads, &bufs->cache};
-    const char *formats[6] = {"d", "d", "d", "d", "q", "d"};
+    PyObject *names[4] = {s_counts, s_sums, s_heads, s_cache};
+    Py_buffer *all[4] = {&bufs->counts, &bufs->sums, &bufs->heads, &bufs->cache};
+    const char *formats[4] = {"d", "d", "q", "d"};
     bufs->held = 0;
-    for (int i = 0; i < 6; i++) {
+    for (int i = 0; i < 4; i++) {
         PyObject *arr = PyObject_GetAttr(m, names[i]);
         if (arr == NULL)
             goto fail;
@@ -673,16 +656,14 @@ merchant_update_state(MerchantUpdater *self, PyObject *m, MBufs *bf, double amou
         if (self->levels[j].off + self->levels[j].slots > need_buckets)
             need_buckets = self->levels[j].off + self->levels[j].slots;
     if (bf->counts.len < need_buckets * 8 || bf->sums.len < need_buckets * 8 ||
-        bf->labels.len < self->risk_slots * 8 || bf->frauds.len < self->risk_slots * 8 ||
-        bf->heads.len < (L + 1) * 8 || bf->cache.len < 2 * (L + 1) * 8) {
+        bf->heads.len < L * 8 || bf->cache.len < 2 * L * 8) {
         PyErr_SetString(PyExc_ValueError, "merchant state arrays do not fit the layout");
         return -1;
     }
-    double *counts = bf->counts.buf, *sums = bf->sums.buf, *labels = bf->labels.buf;
-    double *frauds = bf->frauds.buf, *cache = bf->cache.buf;
+    double *counts = bf->counts.buf, *sums = bf->sums.buf, *cache = bf->cache.buf;
     long long *heads = bf->heads.buf;
 
-    double max_ts, seen_ts, new_max, raw_ts = ts;
+    double max_ts, seen_ts, new_max;
     if (get_float_attr(m, s_max_ts, &max_ts) < 0 || get_float_attr(m, s_seen_ts, &seen_ts) < 0)
         return -1;
     int late = 0;
@@ -724,99 +705,9 @@ merchant_update_state(MerchantUpdater *self, PyObject *m, MBufs *bf, double amou
         counts[s1] += 1.0;
         sums[s1] += amount;
     }
-
-    /* labels: move the ring on, fold the labels the clock has now passed, then read */
-    double rb = self->risk_bucket_s;
-    long long rslots = self->risk_slots;
-    long long head = (long long)py_floordiv(max_ts, rb), new_head = (long long)py_floordiv(new_max, rb);
-    if (new_head > head)
-        clear_ring(labels, frauds, 0, head, new_head, rslots);
     if (set_float_attr(m, s_max_ts, new_max) < 0)
         return -1;
     if (new_max > seen_ts && set_float_attr(m, s_seen_ts, new_max) < 0)
-        return -1;
-    double n_labels = 0.0, n_frauds = 0.0;
-    long long k = (long long)py_floordiv(ts, rb);
-    long long lo = k - self->risk_span + 1;
-    int jr = L;
-    PyObject *pending = PyObject_GetAttr(m, s_pending);
-    if (pending == NULL)
-        return -1;
-    if (!PyList_Check(pending)) {
-        Py_DECREF(pending);
-        PyErr_SetString(PyExc_TypeError, "merchant pending labels must be a list");
-        return -1;
-    }
-    if (PyList_GET_SIZE(pending)) {
-        double settled = new_max - self->grace_s;
-        PyObject *keep = PyList_New(0);
-        if (keep == NULL) {
-            Py_DECREF(pending);
-            return -1;
-        }
-        for (Py_ssize_t i = 0; i < PyList_GET_SIZE(pending); i++) {
-            PyObject *item = PyList_GET_ITEM(pending, i);
-            if (!PyTuple_Check(item) || PyTuple_GET_SIZE(item) != 2) {
-                PyErr_SetString(PyExc_TypeError, "a pending label is a (label_ts, is_fraud) tuple");
-                goto pending_fail;
-            }
-            double label_ts = PyFloat_AsDouble(PyTuple_GET_ITEM(item, 0));
-            if (label_ts == -1.0 && PyErr_Occurred())
-                goto pending_fail;
-            int is_fraud = PyObject_IsTrue(PyTuple_GET_ITEM(item, 1));
-            if (is_fraud < 0)
-                goto pending_fail;
-            if (label_ts < settled) { /* _fold_label, with the clock at new_max */
-                long long lk = (long long)py_floordiv(label_ts, rb);
-                if (lk > (long long)py_floordiv(new_max, rb) - rslots) {
-                    heads[jr] = -1;
-                    long long li = py_mod(lk, rslots);
-                    labels[li] += 1.0;
-                    if (is_fraud)
-                        frauds[li] += 1.0;
-                }
-            } else {
-                if (PyList_Append(keep, item) < 0)
-                    goto pending_fail;
-                if (!late && label_ts < ts && py_floordiv(label_ts, rb) >= (double)lo) {
-                    n_labels += 1.0;
-                    n_frauds += is_fraud ? 1.0 : 0.0;
-                }
-            }
-        }
-        Py_DECREF(pending);
-        int rc = PyObject_SetAttr(m, s_pending, keep);
-        Py_DECREF(keep);
-        if (rc < 0)
-            return -1;
-        goto pending_done;
-    pending_fail:
-        Py_DECREF(keep);
-        Py_DECREF(pending);
-        return -1;
-    } else {
-        Py_DECREF(pending);
-    }
-pending_done:;
-    double ol, of;
-    if (late) {
-        window(labels, frauds, 0, rslots, rslots, lo, (long long)py_floordiv(raw_ts, rb) - 1, &ol,
-               &of);
-    } else if (k == new_head) {
-        if (heads[jr] != k) {
-            heads[jr] = k;
-            window(labels, frauds, 0, rslots, rslots, lo, k - 1, &cache[2 * jr], &cache[2 * jr + 1]);
-        }
-        long long i = py_mod(k, rslots);
-        ol = cache[2 * jr] + labels[i];
-        of = cache[2 * jr + 1] + frauds[i];
-    } else {
-        window(labels, frauds, 0, rslots, rslots, lo, k, &ol, &of);
-    }
-    n_labels += ol;
-    n_frauds += of;
-    if (set_double(x, self->k_rate, (n_frauds + self->prior_frauds) / (n_labels + self->prior_weight)) < 0 ||
-        set_double(x, self->k_log_labels, log1p(n_labels)) < 0)
         return -1;
     *late_out = late;
     return 0;
@@ -831,7 +722,7 @@ merchant_update(MerchantUpdater *self, PyObject *const *args, Py_ssize_t nargs)
         PyErr_SetString(PyExc_TypeError, "update(m, amount, ts, x)");
         return NULL;
     }
-    if (self->k_rate == NULL) {
+    if (self->n_levels == 0) {
         PyErr_SetString(PyExc_TypeError, "MerchantUpdater was not initialised");
         return NULL;
     }
@@ -892,8 +783,7 @@ PyInit__kernels(void)
         goto fail;
     struct { PyObject **slot; const char *name; } strings[] = {
         {&s_max_ts, "max_ts"}, {&s_seen_ts, "seen_ts"}, {&s_counts, "counts"},
-        {&s_sums, "sums"}, {&s_labels, "labels"}, {&s_frauds, "frauds"},
-        {&s_heads, "cache_heads"}, {&s_cache, "cache"}, {&s_pending, "pending"},
+        {&s_sums, "sums"}, {&s_heads, "cache_heads"}, {&s_cache, "cache"},
     };
     for (size_t i = 0; i < sizeof strings / sizeof strings[0]; i++) {
         if (*strings[i].slot == NULL && (*strings[i].slot = PyUnicode_InternFromString(strings[i].name)) == NULL)

@@ -21,8 +21,5 @@ class MerchantUpdater:
         self,
         grace_s: float,
         levels: tuple[tuple[float, int, int, int, str, str], ...],
-        risk: tuple[float, int, int],
-        priors: tuple[float, float],
-        names: tuple[str, str],
     ) -> None: ...
     def update(self, m: Any, amount: float, ts: float, x: dict[str, float]) -> bool: ...

@@ -64,7 +64,7 @@ def merchant_hash(merchant_id: str) -> int:
 class CardLayout:
     """Where each part of a card's buffer lives for given settings, and the per-event update."""
 
-    def __init__(self, grace_s: float, merchant_slots: int) -> None:
+    def __init__(self, grace_s: float, merchant_slots: int, extra: int = 0) -> None:
         self.grace_s = grace_s
         self.levels: tuple[Level, ...] = make_levels(CARD_WINDOWS, grace_s)
         self.n_buckets = nb = sum(lv.slots for lv in self.levels)
@@ -73,7 +73,10 @@ class CardLayout:
         self.values_at = self.counts_at + 2 * nb + (2 * nb) % 4
         self.merchants_at = self.values_at + 8 * nb
         self.ages_at = self.merchants_at + 8 * k
-        self.size = self.ages_at + k
+        self.core_size = self.ages_at + k
+        self.size = self.core_size + extra
+        """The buffer's bytes: this layout's own, then ``extra`` bytes that others keep (the card's
+        memory of devices and countries, its risk ring)."""
         self._memory = struct.Struct(f"<{2 * k}I")
         width = max(lv.slots for lv in self.levels)
         self._zero_counts = memoryview(array("H", bytes(2 * width)))

@@ -1,21 +1,13 @@
-"""A merchant's state: transaction windows and a fraud-rate window over labels known in time.
+"""A merchant's state: its transaction windows (count and mean amount per window).
 
-Labels are windowed by the time they became known (``label_time``), and an event only counts
-labels known strictly before it (``label_time < event_time``): a label is never known before its
-own transaction, so no event ever sees its own label or a later one, even at equal timestamps.
-
-A label is folded into the bucketed ring only once the merchant's clock has passed it by more
-than the grace (``label_time < latest - grace``): every event still accepted is at least that late,
-so it knows every folded label. Until then the label waits in ``pending`` and each event checks
-it exactly. A *late* event (older than ``latest - grace``) reads its windows as of ``latest -
-grace`` like every feature, but for labels only the ring buckets before its own event time's
-bucket: whatever became known at or after its real time stays hidden.
+The merchant's fraud rate is not kept here: :mod:`stream_scorer.features.risk` keeps it, for cards
+and merchants alike. A label still *touches* its merchant (:meth:`MerchantLayout.touch`), so that a
+merchant with recent labels is not evicted.
 
 Merchants are few and busy, so each window keeps a cache (not part of the durable state): the
 count and sum of the window's buckets before the head bucket, computed once per head. An event in
-the head bucket reads cache + head bucket; an older event, or a label folded into the ring, drops
-the cache of the windows it writes into. A restored merchant recomputes it from the same buckets,
-so it continues bit for bit.
+the head bucket reads cache + head bucket; an older event drops the cache of the windows it writes
+into. A restored merchant recomputes it from the same buckets, so it continues bit for bit.
 
 :meth:`MerchantLayout.py_update` is the reference; the C extension ``_kernels`` does the same on the
 same arrays with the same floats (a test holds them equal) and is used when built.
@@ -34,58 +26,44 @@ from stream_scorer.features.catalog import MERCHANT_WINDOWS
 from stream_scorer.features.settings import FeatureSettings
 from stream_scorer.features.windows import Level, clear_ranges, make_levels
 
-_HEADER = struct.Struct("<ddI")
+_HEADER = struct.Struct("<dd")
 _c = native.load("stream_scorer.features._kernels")
 
 
 class MerchantState:
-    """One merchant's windows (count, amount sum per bucket) and its label ring and queue."""
+    """One merchant's windows (count, amount sum per bucket) and its clocks."""
 
     __slots__ = (
         "cache",
         "cache_heads",
         "counts",
-        "frauds",
-        "labels",
         "max_ts",
         "mhash",
-        "pending",
         "seen_ts",
         "sums",
     )
 
-    def __init__(self, n_buckets: int, n_risk: int, n_levels: int, mhash: int) -> None:
-        self.max_ts = -math.inf
-        self.seen_ts = -math.inf
+    def __init__(self, n_buckets: int, n_levels: int, mhash: int) -> None:
+        self.max_ts = -math.inf  # the latest event time (windows' clock)
+        self.seen_ts = -math.inf  # the latest time it was touched, by an event or a label
         self.counts = array("d", bytes(8 * n_buckets))
         self.sums = array("d", bytes(8 * n_buckets))
-        self.labels = array("d", bytes(8 * n_risk))
-        self.frauds = array("d", bytes(8 * n_risk))
-        self.pending: list[tuple[float, bool]] = []
         self.mhash = mhash  # merchant_hash() of its id, for the cards' merchant memory
-        # Per window, then for the risk ring: the head bucket the cache is for (-1: none), and
-        # the count and sum (labels and frauds) of the window's buckets before it.
-        self.cache_heads = array("q", [-1] * (n_levels + 1))
-        self.cache = array("d", bytes(16 * (n_levels + 1)))
+        # Per window: the head bucket the cache is for (-1: none), and the count and sum of the
+        # window's buckets before it.
+        self.cache_heads = array("q", [-1] * n_levels)
+        self.cache = array("d", bytes(16 * n_levels))
 
 
 class MerchantLayout:
-    """The merchant windows for given settings, and the per-event and per-label updates."""
+    """The merchant windows for given settings, and the per-event update."""
 
     def __init__(self, settings: FeatureSettings) -> None:
         self.grace_s = settings.grace_s
         self.levels: tuple[Level, ...] = make_levels(MERCHANT_WINDOWS, settings.grace_s)
         self.n_buckets = sum(lv.slots for lv in self.levels)
-        (self.risk,) = make_levels(
-            (("risk", settings.merchant_risk_window_s, settings.merchant_risk_bucket_s),),
-            settings.grace_s,
-        )
-        self.prior_frauds = settings.merchant_risk_prior_rate * settings.merchant_risk_prior_weight
-        self.prior_weight = settings.merchant_risk_prior_weight
-        self._zeros = array("d", bytes(8 * max(self.n_buckets, self.risk.slots)))
-        self.horizon_s = (
-            max(max(lv.width_s for lv in self.levels), self.risk.width_s) + self.grace_s
-        )
+        self._zeros = array("d", bytes(8 * self.n_buckets))
+        self.horizon_s = max(lv.width_s for lv in self.levels) + self.grace_s
         self._level_params = tuple(
             (
                 j,
@@ -99,7 +77,6 @@ class MerchantLayout:
             )
             for j, lv in enumerate(self.levels)
         )
-        self._risk_cache = len(self.levels)
         self.update: Callable[[MerchantState, float, float, dict[str, float]], bool] = (
             self.native_updater().update if _c is not None else self.py_update
         )
@@ -114,30 +91,26 @@ class MerchantLayout:
             (bucket_s, span, slots, off, count_name, mean_name)
             for _, bucket_s, span, slots, off, _end, count_name, mean_name in self._level_params
         )
-        risk = (self.risk.bucket_s, self.risk.span, self.risk.slots)
-        return _c.MerchantUpdater(
-            self.grace_s,
-            levels,
-            risk,
-            (self.prior_frauds, self.prior_weight),
-            ("merchant_risk_rate", "merchant_risk_log_labels"),
-        )
+        return _c.MerchantUpdater(self.grace_s, levels)
 
     def describe(self) -> str:
         """A string that changes whenever the layout does (it is part of the state fingerprint)."""
-        lv = ",".join(
-            f"{x.name}:{x.width_s:g}/{x.bucket_s:g}x{x.slots}" for x in (*self.levels, self.risk)
-        )
-        return f"merchant2[{lv}]"
+        lv = ",".join(f"{x.name}:{x.width_s:g}/{x.bucket_s:g}x{x.slots}" for x in self.levels)
+        return f"merchant3[{lv}]"
 
     def new(self, mhash: int) -> MerchantState:
         """The state of a merchant never seen (``mhash``: :func:`.card.merchant_hash` of its id)."""
-        return MerchantState(self.n_buckets, self.risk.slots, len(self.levels), mhash)
+        return MerchantState(self.n_buckets, len(self.levels), mhash)
+
+    def touch(self, m: MerchantState, ts: float) -> None:
+        """Mark ``m`` as touched at ``ts`` (a label for it, known then): it is kept in memory until
+        ``ts + horizon_s``. The windows and ``max_ts`` do not change."""
+        if ts > m.seen_ts:
+            m.seen_ts = ts
 
     def py_update(self, m: MerchantState, amount: float, ts: float, x: dict[str, float]) -> bool:
         """Write the merchant's features of this event into ``x``, fold it in; True if late."""
         max_ts = m.max_ts
-        raw_ts = ts
         late = False
         if max_ts == -math.inf:
             new_max = max_ts = ts
@@ -169,48 +142,9 @@ class MerchantLayout:
             x[mean_name] = math.log1p(s / c) if c else 0.0
             counts[s1] += 1.0
             sums[s1] += amount
-
-        # Labels: move the ring on, fold the labels the clock has now passed, then read.
-        risk = self.risk
-        bucket_s, slots = risk.bucket_s, risk.slots
-        labels, frauds = m.labels, m.frauds
-        head, new_head = int(max_ts // bucket_s), int(new_max // bucket_s)
-        if new_head > head:
-            self._clear(labels, frauds, 0, head, new_head, slots)
         m.max_ts = new_max
         if new_max > m.seen_ts:
             m.seen_ts = new_max
-        n_labels = n_frauds = 0.0
-        k = int(ts // bucket_s)
-        lo = k - risk.span + 1
-        if m.pending:
-            settled = new_max - self.grace_s
-            keep = []
-            for label_ts, is_fraud in m.pending:
-                if label_ts < settled:
-                    self._fold_label(m, label_ts, is_fraud)
-                else:
-                    keep.append((label_ts, is_fraud))
-                    if not late and label_ts < ts and label_ts // bucket_s >= lo:
-                        n_labels += 1.0
-                        n_frauds += is_fraud
-            m.pending = keep
-        if late:
-            ol, of = _window(labels, frauds, 0, slots, slots, lo, int(raw_ts // bucket_s) - 1)
-        elif k == new_head:
-            j = self._risk_cache
-            if heads[j] != k:
-                heads[j] = k
-                cache[2 * j], cache[2 * j + 1] = _window(labels, frauds, 0, slots, slots, lo, k - 1)
-            i = k % slots
-            ol = cache[2 * j] + labels[i]
-            of = cache[2 * j + 1] + frauds[i]
-        else:
-            ol, of = _window(labels, frauds, 0, slots, slots, lo, k)
-        n_labels += ol
-        n_frauds += of
-        x["merchant_risk_rate"] = (n_frauds + self.prior_frauds) / (n_labels + self.prior_weight)
-        x["merchant_risk_log_labels"] = math.log1p(n_labels)
         return late
 
     def _clear(
@@ -222,54 +156,25 @@ class MerchantLayout:
             a[off + lo : off + hi] = zeros[: hi - lo]
             b[off + lo : off + hi] = zeros[: hi - lo]
 
-    def observe_label(self, m: MerchantState, is_fraud: bool, label_ts: float) -> None:
-        """Record a label known from ``label_ts`` on: folded if settled, else queued."""
-        if label_ts > m.seen_ts:
-            m.seen_ts = label_ts
-        if m.max_ts != -math.inf and label_ts < m.max_ts - self.grace_s:
-            self._fold_label(m, label_ts, is_fraud)
-        else:
-            m.pending.append((label_ts, is_fraud))
-
-    def _fold_label(self, m: MerchantState, label_ts: float, is_fraud: bool) -> None:
-        # A bucket the ring no longer keeps is older than any window still to be read: drop it.
-        risk = self.risk
-        k = int(label_ts // risk.bucket_s)
-        if k > int(m.max_ts // risk.bucket_s) - risk.slots:
-            m.cache_heads[self._risk_cache] = -1
-            i = k % risk.slots
-            m.labels[i] += 1.0
-            if is_fraud:
-                m.frauds[i] += 1.0
-
     def dumps(self, m: MerchantState) -> bytes:
-        """The merchant's state as bytes (arrays of float64, then the pending labels)."""
-        pending = m.pending
-        header = _HEADER.pack(m.max_ts, m.seen_ts, len(pending))
-        if not pending:
-            return b"".join((header, m.counts, m.sums, m.labels, m.frauds))  # buffers: no copies
-        lts = array("d", [p[0] for p in pending])
-        flags = bytes([1 if p[1] else 0 for p in pending])
-        return b"".join((header, m.counts, m.sums, m.labels, m.frauds, lts, flags))
+        """The merchant's state as bytes: ``max_ts``, ``seen_ts``, then counts and sums (float64)."""
+        header = _HEADER.pack(m.max_ts, m.seen_ts)
+        return b"".join((header, m.counts, m.sums))  # buffers: no copies
 
     def loads(self, data: bytes | memoryview, mhash: int) -> MerchantState:
         """The inverse of :meth:`dumps`; raises ``ValueError`` when the bytes do not fit."""
-        max_ts, seen_ts, n_pending = _HEADER.unpack_from(data, 0)
-        nb, nr = 8 * self.n_buckets, 8 * self.risk.slots
+        nb = 8 * self.n_buckets
         at = _HEADER.size
-        if len(data) != at + 2 * nb + 2 * nr + 9 * n_pending:
+        if len(data) != at + 2 * nb:
             raise ValueError("merchant state of the wrong size")
-        m = MerchantState(0, 0, len(self.levels), mhash)
+        max_ts, seen_ts = _HEADER.unpack_from(data, 0)
+        m = MerchantState(0, len(self.levels), mhash)
         m.max_ts, m.seen_ts = max_ts, seen_ts
-        for name, size in (("counts", nb), ("sums", nb), ("labels", nr), ("frauds", nr)):
+        for name in ("counts", "sums"):
             a = array("d")
-            a.frombytes(data[at : at + size])
+            a.frombytes(data[at : at + nb])
             setattr(m, name, a)
-            at += size
-        lts = array("d")
-        lts.frombytes(data[at : at + 8 * n_pending])
-        flags = data[at + 8 * n_pending :]
-        m.pending = [(t, bool(f)) for t, f in zip(lts, flags, strict=True)]
+            at += nb
         return m
 
 

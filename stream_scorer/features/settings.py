@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+from typing import Annotated, Literal
+
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 DAY_S = 86_400.0
+MAX_RISK_DAYS = 90
 
 
 class FeatureSettings(BaseModel):
     """How the feature engine treats late events, merchant labels, memory and eviction.
 
-    Changing ``grace_s``, ``card_merchant_slots`` or the merchant-risk window changes the state's
-    layout: a snapshot or changelog written with other values is refused on restore.
+    Changing ``grace_s``, ``card_merchant_slots``, the risk windows, the card memory or the bins
+    changes the state's layout: a snapshot or changelog written with other values is refused on restore.
 
     Why a 5-minute grace: one card's events come out of order by seconds to a minute (producer
     retries, several acquirers or regions, a rebalance replaying a partition); five minutes
@@ -35,26 +38,76 @@ class FeatureSettings(BaseModel):
             "memory."
         ),
     )
-    merchant_risk_window_s: float = Field(
-        default=30 * DAY_S,
-        gt=0.0,
-        description="Width of the merchant fraud-rate window, over the time labels became known.",
+    risk_windows_days: tuple[int, ...] = Field(
+        default=(1, 7, 30),
+        min_length=1,
+        max_length=6,
+        description=(
+            "Windows (whole days, by the time labels became known) of the fraud rates of cards, "
+            "merchants and category values. Each day of the longest costs a card 2 bytes."
+        ),
     )
-    merchant_risk_bucket_s: float = Field(
-        default=DAY_S,
-        gt=0.0,
-        description="Bucket of the merchant fraud-rate window (a whole number of them).",
-    )
-    merchant_risk_prior_rate: float = Field(
+    risk_prior_rate: float = Field(
         default=0.005,
         ge=0.0,
         le=1.0,
-        description="Fraud rate a merchant is assumed to have before its labels say otherwise.",
+        description="Fraud rate an entity is assumed to have before its labels say otherwise.",
     )
-    merchant_risk_prior_weight: float = Field(
-        default=20.0,
-        gt=0.0,
-        description="How many labels the prior rate is worth (Beta smoothing of the fraud rate).",
+    risk_prior_weight: float = Field(
+        default=1.0,
+        ge=0.0,
+        le=1_000.0,
+        description=(
+            "How many labels the prior rate is worth (Beta smoothing of the fraud rates); 0: none."
+        ),
+    )
+    category_risk: tuple[Literal["mcc", "country", "channel"], ...] = Field(
+        default=("mcc", "country", "channel"),
+        description="Transaction attributes whose values get fraud rates of their own.",
+    )
+    card_memory_slots: int = Field(
+        default=4,
+        ge=1,
+        le=32,
+        description=(
+            "Distinct devices, countries, channels and MCCs a card remembers (for novelty); "
+            "each slot costs 16 bytes per card."
+        ),
+    )
+    signals: tuple[Annotated[str, Field(min_length=1, max_length=64)], ...] = Field(
+        default=(),
+        max_length=256,
+        description=(
+            "Producer signals (names in the event's `signals` object) that reach the model as "
+            "they are, as features `signal_<name>`."
+        ),
+    )
+    signal_missing: Literal["impute", "reject"] = Field(
+        default="impute",
+        description=(
+            "A named signal that is absent or null: impute (0, with the indicator "
+            "`signal_<name>_missing` at 1) or reject (the event is dead-lettered)."
+        ),
+    )
+    bins: tuple[str, ...] = Field(
+        default=("log_amount", "card_amount_ratio", "card_24h_log_count"),
+        max_length=32,
+        description=(
+            "Features that also get quantile indicators (`<feature>_ge_q<level>`: 1 at or "
+            "above the level's current edge, from a streaming sketch)."
+        ),
+    )
+    bin_levels: tuple[float, ...] = Field(
+        default=(0.05, 0.25, 0.5, 0.75, 0.9, 0.95, 0.98, 0.99, 0.995),
+        min_length=1,
+        max_length=32,
+        description="Quantile levels of the indicators, each in (0, 1).",
+    )
+    bin_refresh_every: int = Field(
+        default=1_000, ge=1, description="Values between two recomputations of a sketch's edges."
+    )
+    bin_min_count: int = Field(
+        default=500, ge=1, description="Values a sketch needs before its indicators can be 1."
     )
     card_merchant_slots: int = Field(
         default=12,
@@ -77,10 +130,17 @@ class FeatureSettings(BaseModel):
     )
 
     @model_validator(mode="after")
-    def _whole_risk_buckets(self) -> FeatureSettings:
-        ratio = self.merchant_risk_window_s / self.merchant_risk_bucket_s
-        if abs(ratio - round(ratio)) > 1e-9 or round(ratio) < 1:
-            raise ValueError(
-                "merchant_risk_window_s must be a whole number of merchant_risk_bucket_s"
-            )
+    def _check(self) -> FeatureSettings:
+        if len(set(self.signals)) != len(self.signals):
+            raise ValueError("signals: a name is listed twice")
+        if not all(0.0 < q < 1.0 for q in self.bin_levels):
+            raise ValueError("bin_levels: each level must be in (0, 1)")
+        if min(self.risk_windows_days) < 1 or max(self.risk_windows_days) > MAX_RISK_DAYS:
+            raise ValueError(f"risk_windows_days: each window is 1 to {MAX_RISK_DAYS} days")
+        from stream_scorer.features.catalog import base_feature_names
+
+        known = set(base_feature_names(self))
+        unknown = [b for b in self.bins if b not in known]
+        if unknown:
+            raise ValueError(f"bins: not features of this engine: {', '.join(unknown)}")
         return self

@@ -20,7 +20,7 @@ The store serializes to bytes with orjson (plain data, no pickle) and back.
 >>> s.put("t1", {"a": 1.0}, "m1", 0.0); s.put("t2", {"a": 2.0}, "m1", 30.0)
 >>> s.evict(watermark_ts=70.0)
 1
->>> s.pop("t1") is None, s.counters["expired_labels"], s.pop("t2").merchant_id
+>>> s.pop("t1") is None, s.counters["expired_labels"], s.pop("t2").label_key
 (True, 1, 'm1')
 >>> PendingStore.restore(s.snapshot()).counters == s.counters
 True
@@ -42,7 +42,9 @@ class Pending(NamedTuple):
     """What the scorer saw of a transaction when it scored it."""
 
     features: dict[str, float]
-    merchant_id: str
+    label_key: str
+    """Where its label must go besides the model: the feature engine's ``label_key`` of the
+    transaction (its merchant, card and category values), or its merchant id alone."""
     event_ts: float
 
 
@@ -81,7 +83,7 @@ class PendingStore:
         return transaction_id in self.entries
 
     def put(
-        self, transaction_id: str, features: dict[str, float], merchant_id: str, event_ts: float
+        self, transaction_id: str, features: dict[str, float], label_key: str, event_ts: float
     ) -> None:
         """Remember what ``transaction_id`` was scored on (a re-scored id replaces its entry)."""
         entries = self.entries
@@ -94,7 +96,7 @@ class PendingStore:
             del entries[oldest]
             self._forget(oldest, _EXPIRED)
             self.counters["evicted_full"] += 1
-        entry = entries[transaction_id] = Pending(features, merchant_id, event_ts)
+        entry = entries[transaction_id] = Pending(features, label_key, event_ts)
         self.counters["added"] += 1
         if self.changes is not None:
             self.changes[transaction_id] = entry
@@ -171,7 +173,7 @@ class PendingStore:
                 "max_entries": self.max_entries,
                 "max_age_s": self.max_age_s,
                 "entries": [
-                    [k, e.features, e.merchant_id, e.event_ts] for k, e in self.entries.items()
+                    [k, e.features, e.label_key, e.event_ts] for k, e in self.entries.items()
                 ],
                 "gone": [[k, v] for k, v in self.gone.items()],
                 "counters": self.counters,

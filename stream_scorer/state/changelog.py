@@ -39,8 +39,8 @@ def changelog_topic(settings: Settings) -> str:
 
 
 def encode_pending(entry: Pending, names: tuple[str, ...]) -> bytes:
-    """A pending entry as bytes: event time, the merchant, then the features in ``names`` order."""
-    merchant = entry.merchant_id.encode()
+    """A pending entry as bytes: event time, the label key, then the features in ``names`` order."""
+    merchant = entry.label_key.encode()
     feats = entry.features
     values = struct.pack(f"<{len(names)}d", *(feats.get(n, 0.0) for n in names))
     return _PENDING_HEAD.pack(entry.event_ts, len(merchant)) + merchant + values

@@ -85,9 +85,22 @@ def test_time_features() -> None:
         {"grace_s": -1},
         {"grace_s": 3_601},
         {"unknown": 1},
-        {"merchant_risk_window_s": 10 * 86_400, "merchant_risk_bucket_s": 3 * 86_400},
+        {"risk_windows_days": ()},
+        {"risk_windows_days": (0, 7)},
+        {"risk_windows_days": (1, 91)},
         {"card_merchant_slots": 0},
-        {"merchant_risk_prior_rate": 2},
+        {"risk_prior_rate": 2},
+        {"risk_prior_weight": -1},
+        {"category_risk": ("device",)},
+        {"card_memory_slots": 0},
+        {"signals": ("a", "a")},
+        {"signals": ("",)},
+        {"signal_missing": "drop"},
+        {"bins": ("no_such_feature",)},
+        {"bins": ("log_amount_ge_q50",)},
+        {"bin_levels": (0.0,)},
+        {"bin_levels": (0.5, 1.0)},
+        {"bin_min_count": 0},
     ],
 )
 def test_bad_settings_are_refused(kwargs: dict[str, Any]) -> None:
@@ -147,5 +160,5 @@ def test_merchant_memory_keeps_the_hour_before_across_long_gaps() -> None:
     fs = FeatureSettings(grace_s=3_600)
     got = run(FeatureEngine(fs), stream)
     want, _ = reference_features(stream, fs)
-    assert_same(got, want, stream)
+    assert_same(got, want, stream, fs)
     assert got[3]["card_merchant_new"] == 1.0 and got[6]["card_merchant_new"] == 0.0

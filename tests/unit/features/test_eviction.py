@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from stream_scorer.features import FeatureEngine
+from stream_scorer.features.merchant import MerchantLayout
 from stream_scorer.features.settings import FeatureSettings
 from tests.unit.features.strategies import T0
 
@@ -36,6 +37,19 @@ def test_a_pending_label_keeps_its_merchant() -> None:
     assert "m" in eng.merchants
     assert eng.evict(T0 + 60 * DAY) == 1
     assert eng.n_entities() == 0
+
+
+def test_a_touched_merchant_keeps_its_seen_ts() -> None:
+    """A label touches its merchant (``MerchantLayout.touch``): only ``seen_ts``, which eviction
+    reads, moves on; the merchant's own horizon is its longest transaction window plus the grace."""
+    layout = MerchantLayout(FeatureSettings(grace_s=300))
+    assert layout.horizon_s == 7 * DAY + 300
+    m = layout.new(7)
+    layout.update(m, 10.0, T0, {})
+    layout.touch(m, T0 + 20 * DAY)
+    assert m.max_ts == T0 and m.seen_ts == T0 + 20 * DAY
+    restored = layout.loads(layout.dumps(m), 7)
+    assert (restored.max_ts, restored.seen_ts) == (T0, T0 + 20 * DAY)
 
 
 def test_an_evicted_card_starts_afresh() -> None:
