@@ -11,7 +11,7 @@ from pydantic import ValidationError
 
 from stream_scorer.events import Transaction
 from stream_scorer.features import CardFeatures, FeatureEngine, FeatureSettings
-from tests.unit.features.strategies import T0
+from tests.unit.features.strategies import T0, label_key
 
 
 def test_card_features_is_the_engine_for_the_worker() -> None:
@@ -87,7 +87,7 @@ def test_time_features() -> None:
         {"unknown": 1},
         {"risk_windows_days": ()},
         {"risk_windows_days": (0, 7)},
-        {"risk_windows_days": (1, 91)},
+        {"risk_windows_days": (1, 61)},
         {"card_merchant_slots": 0},
         {"risk_prior_rate": 2},
         {"risk_prior_weight": -1},
@@ -113,11 +113,33 @@ def test_settings_are_described() -> None:
         assert field.description, name
 
 
-def test_card_state_is_small() -> None:
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {},
+        {"risk_windows_days": (1, 7, 30, 60)},  # the longest risk window the settings allow
+        {"risk_windows_days": (60,), "category_risk": (), "signals": ("a", "b"), "bins": ()},
+    ],
+)
+def test_card_state_is_at_most_one_kib(kwargs: dict[str, Any]) -> None:
+    """A card's whole state (windows, amount habits, merchant memory, its memory of devices and
+    countries, its label ring) is one buffer of at most 1 KiB, labels and all."""
+    eng = FeatureEngine(FeatureSettings(**kwargs))
+    key = label_key("m", "c", ("d", "FR", "pos", "5411"))
+    for i in range(200):  # busy: every ring touched, every memory slot filled
+        attrs = (f"d{i % 9}", ("FR", "DE", "US")[i % 3], ("pos", "online")[i % 2], f"{5000 + i % 7}")
+        eng.update_raw("c", f"m{i % 30}", 1.0 + i, T0 + i * 3_000, attrs, {"a": 1.0})
+        eng.observe_label(key, i % 5 == 0, T0 + i * 3_000, T0 + i * 3_000 + 60)
+    assert len(eng.cards["c"]) == eng._card.size <= 1024
+    value = eng.dump_key("c:c")
+    assert value is not None and len(value) - 6 == len(eng.cards["c"])  # a 6-byte value header
+
+
+def test_the_default_card_size_is_known() -> None:
+    """962 bytes: 820 of windows, habits and merchant memory, 72 of novelty, 70 of labels."""
     eng = FeatureEngine()
     eng.update_raw("c", "m", 1.0, T0)
-    value = eng.dump_key("c:c")
-    assert value is not None and len(value) <= 1024
+    assert len(eng.cards["c"]) == 962
 
 
 @pytest.mark.parametrize(
