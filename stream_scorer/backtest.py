@@ -467,7 +467,9 @@ def _fmt(v: float) -> str:
 
 
 def decoder_of(settings: Settings) -> Decoder:
-    return Decoder(max_bytes=settings.max_event_bytes, min_event_time=settings.min_event_time)
+    """The replay's decoder: the worker's rules (:meth:`Decoder.from_settings`: size, earliest
+    event time, required signals); the replay itself lifts the wall-clock skew rule."""
+    return Decoder.from_settings(settings)
 
 
 def checkpoint_key(settings: Settings) -> bytes:

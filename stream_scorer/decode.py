@@ -7,15 +7,19 @@ that need context (size, clock skew) run here. Nothing raises: a bad record yiel
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from pydantic import ValidationError
 
 from stream_scorer.events import Label, Transaction
+
+if TYPE_CHECKING:
+    from stream_scorer.config import Settings
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,22 +61,39 @@ def _invalid(exc: ValidationError) -> Rejection:
 class Decoder:
     """Decode and validate transactions against the contract and the worker's rules.
 
+    ``required_signals`` are producer signals an event must carry (present, not null, finite):
+    those of ``features.signals`` when ``features.signal_missing`` is ``reject``
+    (:meth:`from_settings`). An event without one is a ``schema`` dead letter naming the signal.
+
     >>> d = Decoder(max_bytes=1024)
     >>> d.decode(b"not json").kind
     'not_json'
     """
 
-    __slots__ = ("max_bytes", "max_future_skew_s", "min_event_ts")
+    __slots__ = ("max_bytes", "max_future_skew_s", "min_event_ts", "required_signals")
 
     def __init__(
         self,
         max_bytes: int = 64 * 1024,
         max_future_skew_s: float = 86_400.0,
         min_event_time: datetime | None = None,
+        required_signals: tuple[str, ...] = (),
     ) -> None:
         self.max_bytes = max_bytes
         self.max_future_skew_s = max_future_skew_s
         self.min_event_ts = min_event_time.timestamp() if min_event_time else 946_684_800.0
+        self.required_signals = tuple(required_signals)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Decoder:
+        """The decoder of a worker or a replay with ``settings``: size, clock and signal rules."""
+        f = settings.features
+        return cls(
+            max_bytes=settings.max_event_bytes,
+            max_future_skew_s=settings.max_future_skew_s,
+            min_event_time=settings.min_event_time,
+            required_signals=f.signals if f.signal_missing == "reject" else (),
+        )
 
     def decode(self, value: bytes | None, now: float | None = None) -> Transaction | Rejection:
         """Return the Transaction in ``value``, or the Rejection that explains why not."""
@@ -90,7 +111,27 @@ class Decoder:
             return Rejection("rule", f"event_time: {txn.event_time.isoformat()} is before the accepted range")
         if ts > (now if now is not None else time.time()) + self.max_future_skew_s:
             return Rejection("rule", f"event_time: {txn.event_time.isoformat()} is too far in the future")
+        if self.required_signals:
+            return _missing_signal(txn, self.required_signals) or txn
         return txn
+
+
+def _missing_signal(txn: Transaction, required: tuple[str, ...]) -> Rejection | None:
+    """The Rejection of an event that lacks one of the ``required`` signals, or None."""
+    signals = txn.signals or {}
+    for name in required:
+        if name not in signals:
+            why = "is missing"
+        elif (v := signals[name]) is None:
+            why = "is null"
+        elif not math.isfinite(v):  # the contract refuses these already; kept as a guard
+            why = "is not a finite number"
+        else:
+            continue
+        msg = f"required signal {why} (features.signal_missing=reject)"
+        loc = f"signals.{name}"
+        return Rejection("schema", f"{loc}: {msg}", ({"loc": loc, "type": "missing", "msg": msg},))
+    return None
 
 
 def parse_object(value: bytes | None, max_bytes: int) -> dict[str, Any] | Rejection:

@@ -411,3 +411,31 @@ def test_score_file_of_nothing_scored_exits_non_zero(sim, tmp_path, monkeypatch,
     err = capsys.readouterr().err
     assert "stream-scorer score-file: no line was scored" in err and "--rejects FILE" in err
     assert json.loads((tmp_path / "rep" / "metrics.json").read_text())["metrics_available"] is False
+
+
+@pytest.mark.parametrize("missing", ["reject", "impute"])
+def test_a_backtest_dead_letters_events_without_a_required_signal(tmp_path, missing):
+    """With features.signal_missing=reject, an event without a named signal (absent or null) is a
+    reject whose reason names the signal; with impute it is scored."""
+    from stream_scorer.features.settings import FeatureSettings
+
+    base = {"card_id": "c", "merchant_id": "m", "amount": 10.0, "currency": "EUR"}
+    events = [
+        {**base, "transaction_id": "ok", "event_time": "2026-01-01T00:00:00Z", "signals": {"r": 0.5}},
+        {**base, "transaction_id": "absent", "event_time": "2026-01-01T00:01:00Z"},
+        {**base, "transaction_id": "null", "event_time": "2026-01-01T00:02:00Z", "signals": {"r": None}},
+    ]
+    src = tmp_path / "in.jsonl"
+    src.write_bytes(b"".join(orjson.dumps(e) + b"\n" for e in events))
+    fs = FeatureSettings(signals=("r",), signal_missing=missing)  # type: ignore[arg-type]
+    result = backtest(
+        src, tmp_path / "s.jsonl", settings(features=fs), rejects_path=tmp_path / "r.jsonl",
+        progress=False,
+    )
+    if missing == "impute":
+        assert (result.scored, result.rejects) == (3, 0)
+        return
+    assert (result.scored, result.rejects) == (1, 2) and result.rejects_by_kind == {"schema": 2}
+    reasons = [x["reason"] for x in read_jsonl(tmp_path / "r.jsonl")]
+    assert reasons[0].startswith("signals.r: required signal is missing")
+    assert reasons[1].startswith("signals.r: required signal is null")

@@ -148,3 +148,71 @@ def test_bad_signals_are_dead_letters(signals, kind):
 def test_signals_decode():
     out = Decoder().decode(orjson.dumps({**GOOD, "signals": {"device_risk": 0.7, "score": None}}), NOW)
     assert isinstance(out, Transaction) and out.signals == {"device_risk": 0.7, "score": None}
+
+
+# -- producer signals the model needs: features.signal_missing=reject ----------------------------
+
+REQUIRED = ("device_risk", "tds")
+
+
+@pytest.mark.parametrize(
+    ("signals", "name", "why"),
+    [
+        (None, "device_risk", "is missing"),
+        ({}, "device_risk", "is missing"),
+        ({"tds": 1.0}, "device_risk", "is missing"),
+        ({"device_risk": 0.3}, "tds", "is missing"),
+        ({"device_risk": None, "tds": 1.0}, "device_risk", "is null"),
+        ({"device_risk": 0.3, "tds": None}, "tds", "is null"),
+    ],
+)
+def test_a_missing_required_signal_is_a_dead_letter_naming_it(signals, name, why):
+    event = {**GOOD} if signals is None else {**GOOD, "signals": signals}
+    out = Decoder(required_signals=REQUIRED).decode(orjson.dumps(event), NOW)
+    assert isinstance(out, Rejection) and out.kind == "schema"
+    assert out.reason.startswith(f"signals.{name}: required signal {why}")
+    assert "signal_missing=reject" in out.reason
+    assert out.errors[0]["loc"] == f"signals.{name}"
+
+
+@pytest.mark.parametrize("value", ["NaN", "Infinity", "-Infinity", "1e999"])
+def test_a_non_finite_signal_is_a_dead_letter_naming_it(value):
+    """JSON has no NaN or infinity; Python's json writes them, orjson refuses to read them, and the
+    contract refuses a non-finite number: always a dead letter, with or without reject."""
+    raw = json.dumps({**GOOD, "signals": {"tds": 1.0}})[:-2] + f', "device_risk": {value}}}}}'
+    for decoder in (Decoder(), Decoder(required_signals=REQUIRED)):
+        out = decoder.decode(raw.encode(), NOW)
+        assert isinstance(out, Rejection), raw
+
+
+def test_a_non_finite_signal_that_reaches_the_check_is_refused_by_name():
+    """The contract refuses NaN already; the decoder's own check is a second guard."""
+    from stream_scorer.decode import _missing_signal
+
+    txn = Transaction.model_validate({**GOOD, "signals": {"device_risk": 0.1, "tds": 1.0}})
+    assert _missing_signal(txn, REQUIRED) is None
+    txn.signals["tds"] = float("nan")  # type: ignore[index]
+    out = _missing_signal(txn, REQUIRED)
+    assert out is not None and out.reason.startswith("signals.tds: required signal is not a finite")
+
+
+def test_required_signals_present_pass_and_others_are_free():
+    event = {**GOOD, "signals": {"device_risk": 0.0, "tds": -1.0, "extra": None}}
+    out = Decoder(required_signals=REQUIRED).decode(orjson.dumps(event), NOW)
+    assert isinstance(out, Transaction) and out.signals == event["signals"]
+
+
+def test_the_decoder_of_settings_requires_signals_only_with_reject():
+    from stream_scorer.backtest import decoder_of
+    from stream_scorer.config import Settings
+    from stream_scorer.features.settings import FeatureSettings
+
+    impute = Settings(features=FeatureSettings(signals=REQUIRED))
+    reject = Settings(features=FeatureSettings(signals=REQUIRED, signal_missing="reject"))
+    assert Decoder.from_settings(impute).required_signals == ()
+    assert Decoder.from_settings(reject).required_signals == REQUIRED
+    assert decoder_of(reject).required_signals == REQUIRED
+    d = Decoder.from_settings(reject)
+    assert (d.max_bytes, d.max_future_skew_s) == (reject.max_event_bytes, reject.max_future_skew_s)
+    assert isinstance(Decoder.from_settings(impute).decode(orjson.dumps(GOOD), NOW), Transaction)
+    assert isinstance(d.decode(orjson.dumps(GOOD), NOW), Rejection)
