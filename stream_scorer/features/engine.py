@@ -9,11 +9,13 @@ stood *before* the event, then folds the event in. Windows follow ``event_time``
   folded in as if it happened at ``latest - grace_s`` (the oldest time still kept exactly). So
   nothing is lost from long windows, and nothing is written into buckets already recycled.
 
-Card and merchant clocks are separate; an event is late if it is late for either. Merchant risk
-counts only labels known strictly before the event (see :mod:`stream_scorer.features.merchant`).
+Card and merchant clocks are separate; an event is late if it is late for either. The fraud
+rates of cards, merchants and category values count only labels known strictly before the event
+(see :mod:`stream_scorer.features.risk`), read at the event's own time, late or not.
 
-Durable state: :meth:`FeatureEngine.dump_key` / :meth:`FeatureEngine.load_key` give one entity's
-bytes for a compacted changelog (keys ``c:<card>``, ``m:<merchant>``; ``None`` is a tombstone),
+Durable state: :meth:`FeatureEngine.dump_key` / :meth:`FeatureEngine.load_key` give one key's
+bytes for a compacted changelog (keys ``c:<card>``, ``m:<merchant>``, ``k:<attribute>=<value>``
+and ``g:bins``; ``None`` is a tombstone),
 :meth:`FeatureEngine.snapshot` / :meth:`FeatureEngine.restore` the whole state. Both carry a
 layout fingerprint of the settings, and a snapshot a CRC-32, so foreign bytes are refused.
 """
