@@ -149,3 +149,29 @@ def test_the_monitor_snapshots_with_pickle_and_resumes_identically():
 
     assert strip(a.poll()) == strip(b.poll()) != []
     assert a.get()["metrics"] == b.get()["metrics"]
+
+
+def test_of_the_engine_s_features_only_amount_shapes_and_producer_signals_are_watched():
+    """Label-driven risk, novelty and quantile indicators move by construction after a start."""
+    from stream_scorer.features.engine import FeatureEngine
+    from stream_scorer.features.settings import FeatureSettings
+
+    engine = FeatureEngine(FeatureSettings(signals=("device_risk",)))
+    m = Monitor(EvaluationSettings(), review=0.5, decline=0.8)
+    m.update_score(
+        {
+            "transaction_id": "t",
+            "event_time": datetime(2026, 1, 1, tzinfo=UTC),
+            "score": 0.1,
+            "amount": 3.0,
+            "features": dict.fromkeys(engine.names, 0.5),
+        }
+    )
+    assert set(m.data) == {
+        "amount",
+        "log_amount",
+        "card_amount_ratio",
+        "card_amount_z",
+        "signal_device_risk",
+        "signal_device_risk_missing",
+    }
