@@ -32,7 +32,7 @@ per model with ``time.process_time`` (the scorer's include validating the event)
     .venv/bin/python benchmarks/bench_quality.py                      # all four, default sizes
     .venv/bin/python benchmarks/bench_quality.py --quick              # a tiny run
     .venv/bin/python benchmarks/bench_quality.py --datasets long_tail --n 300000 \\
-        --set model.learning_rate=0.05 --set features.merchant_risk_prior_weight=2 --label lr05
+        --set model.learning_rate=0.05 --set features.risk_prior_weight=2 --label lr05
 
 Results go to ``benchmarks/results/quality-<date>[-label].json``. This supersedes
 ``bench_imbalance.py`` for model-quality comparisons (that one compares class-imbalance options

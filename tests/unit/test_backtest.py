@@ -164,7 +164,7 @@ def test_score_file_uses_the_checkpoint_and_learns_nothing(sim, tmp_path):
     ra, rb = read_jsonl(tmp_path / "a.jsonl"), read_jsonl(tmp_path / "b.jsonl")
     assert [x["score"] for x in ra] == [x["score"] for x in rb]
     assert {x["model_version"] for x in ra} == {"logreg-sgd/1"}
-    assert {x["challenger_version"] for x in ra} == {"logreg-sgd-fast/1"}
+    assert {x["challenger_version"] for x in ra} == {"logreg-sgd-slow/1"}
     assert a.metrics["roc_auc"] > 0.6
 
 

@@ -56,7 +56,7 @@ def test_challenger_scores_in_shadow_and_learns_the_same_labels(transactions):
     s = scorer(challenger=ChallengerSettings(kind="logreg"))
     records = [s.score(t) for t in transactions[:2_000]]
     assert s.challenger is not None and s.challenger.n_learned == s.champion.n_learned == 2_000
-    assert records[-1]["challenger_version"] == "logreg-sgd-fast/0"
+    assert records[-1]["challenger_version"] == "logreg-sgd-slow/0"
     assert any(r["challenger_score"] != r["score"] for r in records)
     # Only the champion decides the band.
     review, decline = s.settings.review_threshold, s.settings.decline_threshold
