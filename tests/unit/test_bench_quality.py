@@ -188,3 +188,38 @@ def test_synccfd_run_gives_the_scorer_the_distances_and_the_reference_textbook_f
     # sees it; the reference (card and terminal windows, amount) only has their amount
     champion = r["models"]["champion"]["per_type"]["stolen_card_number"]["roc_auc"]
     assert champion > 0.9
+
+
+def _load_sweep() -> ModuleType:
+    _load()
+    path = _PATH.parent / "sweep_quality.py"
+    spec = importlib.util.spec_from_file_location("sweep_quality", path)
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_sweep_parses_variants() -> None:
+    sq = _load_sweep()
+    assert sq.parse_variant("w3:imbalance=weight,weight_cap=3") == (
+        "w3",
+        {"imbalance": "weight", "weight_cap": 3},
+    )
+    with pytest.raises(bq.BenchError):
+        sq.parse_variant("bad:learning_rate")
+
+
+def test_sweep_default_variant_is_bench_quality_s_champion(tmp_path: Path) -> None:
+    """The sweep's one-engine, many-models loop learns as the scorer does: the default variant
+    ranks the same events exactly as bench_quality's champion, and another learning rate does not."""
+    sq = _load_sweep()
+    common = ["--datasets", "long_tail", "--n", "15000", "--delay", "long_tail=1h"]
+    swept = sq.main([*common, "--variant", "fast:learning_rate=0.2", "--results-dir", str(tmp_path)])
+    ref = bq.main([*common, "--results-dir", str(tmp_path)])
+    champion = ref["datasets"]["long_tail"]["models"]["champion"]
+    models = swept["datasets"]["long_tail"]["models"]
+    assert champion["roc_auc"] is not None and 0.5 < champion["roc_auc"] <= 1.0
+    for metric in ("roc_auc", "average_precision"):
+        assert models["default"][metric] == champion[metric]
+    assert models["fast"]["average_precision"] != champion["average_precision"]
