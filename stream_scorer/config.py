@@ -29,6 +29,10 @@ from stream_scorer.native import PURE_PYTHON_ENV
 
 ENV_PREFIX = "STREAM_SCORER_"
 
+TXN_TIMEOUT_S = 30.0
+"""``transaction.timeout.ms`` in seconds: the coordinator aborts a transaction left open longer than
+this. It is also how long one transactional call may take before it is retried."""
+
 # librdkafka settings stream-scorer owns: overriding them would break its delivery guarantees.
 OWNED_KAFKA_KEYS = frozenset(
     {

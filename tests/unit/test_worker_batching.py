@@ -59,13 +59,15 @@ def test_with_a_commit_open_it_waits_no_longer_than_until_the_commit_is_due():
     c = ArrivingRecords(waiting=0, arriving=0)
     w = _worker(c, batch_size=100)
     w.settings = w.settings.model_copy(update={"commit_interval_s": 0.2})
-    w._open_batches, w._last_commit = 1, time.monotonic()
-    assert not w._commit_due()
+    unit = w.commits.unit
+    unit.interval_s = 0.2
+    unit.batches, unit.last_commit = 1, time.monotonic()
+    assert not unit.due()
     assert w._next_batch() == []
     (_, first), (_, wait) = c.calls
     assert first == 0 and 0.1 < wait <= 0.2, c.calls
-    w._last_commit -= 0.2
-    assert w._commit_due()
+    unit.last_commit -= 0.2
+    assert unit.due()
     c.calls.clear()
     w._next_batch()
     assert c.calls == [(100, 0), (1, 0.0)]

@@ -1,0 +1,81 @@
+"""De-duplication: a transaction id seen again within the last ``window`` ids of its partition is a
+repeat (a producer retry, a replayed file), dead-lettered instead of scored twice.
+
+The memory is per input partition, so it moves with the partition. After a restart, a rebalance
+or a rewind it is recalled from the input itself (:func:`recall`): the valid, first-seen ids among
+the ``window`` records before the committed offset, which is what a worker that never stopped
+would remember. Nothing extra is logged per event.
+
+>>> ids = RecentIds(window=2)
+>>> [ids.add(t) for t in ("a", "b", "a", "c", "a")]
+[True, True, False, True, True]
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from stream_scorer.decode import Rejection
+
+
+class RecentIds:
+    """The last ``window`` distinct ids of one partition, oldest forgotten first."""
+
+    __slots__ = ("_ids", "window")
+
+    def __init__(self, window: int) -> None:
+        self.window = window
+        self._ids: dict[str, None] = {}
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+    def __contains__(self, tid: str) -> bool:
+        return tid in self._ids
+
+    def add(self, tid: str) -> bool:
+        """Remember ``tid``; False when it is a repeat (then nothing changes)."""
+        ids = self._ids
+        if tid in ids:
+            return False
+        ids[tid] = None
+        if len(ids) > self.window:
+            del ids[next(iter(ids))]
+        return True
+
+
+class Dedupe:
+    """Per partition, the recent transaction ids (``window`` 0: de-duplication is off)."""
+
+    def __init__(self, window: int) -> None:
+        self.window = window
+        self.partitions: dict[int, RecentIds] = {}
+
+    def partition(self, p: int) -> RecentIds:
+        ids = self.partitions.get(p)
+        if ids is None:
+            ids = self.partitions[p] = RecentIds(self.window)
+        return ids
+
+    def drop(self, p: int) -> None:
+        self.partitions.pop(p, None)
+
+    def recall(self, p: int, committed: int, read: Callable[..., Any], decode: Callable[..., Any]) -> RecentIds:
+        """Rebuild partition ``p``'s memory from the ``window`` input records before the
+        ``committed`` offset: ``read(start, apply, end)`` calls ``apply(key, value)`` for each,
+        in order; ``decode(value, now)`` is the worker's decoder (rejected records are not ids)."""
+        ids = self.partitions[p] = RecentIds(self.window)
+        if not self.window or committed <= 0:
+            return ids
+        now = time.time()
+        add = ids.add
+
+        def remember(key: bytes, value: bytes | None) -> None:
+            txn = decode(value, now)
+            if type(txn) is not Rejection:
+                add(txn.transaction_id)
+
+        read(committed - self.window, remember, committed)
+        return ids
