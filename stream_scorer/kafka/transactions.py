@@ -75,7 +75,10 @@ class TransactionalProducer:
         self.abandoned: list[Producer] = []
         """Producers given up on; destroying one stuck in a call would block, so they are kept."""
         self.cluster_was_down = False
-        """The cluster was unreachable during the open transaction: commit it no more, replace."""
+        """The cluster was unreachable during the open transaction: commit it no more, replace.
+        Cleared by :meth:`begin`: librdkafka also reports ``_ALL_BROKERS_DOWN`` when the brokers
+        close idle connections (``connections.max.idle.ms``), which says nothing of the next
+        transaction (a real outage then costs a retried or wedged call instead)."""
         self._caller = DeadlineCaller("txn")
 
     # -- life cycle -----------------------------------------------------------------------------
@@ -161,6 +164,7 @@ class TransactionalProducer:
 
     def begin(self) -> None:
         assert self.producer is not None
+        self.cluster_was_down = False
         self.producer.begin_transaction()
 
     def commit(self, offsets: list[TopicPartition], group: Any) -> Outcome:
@@ -187,18 +191,23 @@ class TransactionalProducer:
             if not err.txn_requires_abort():
                 raise
             logger.warning("transaction aborted (%s); rewinding to the committed offsets", err)
-            self.retrying("abort_transaction", lambda: producer.abort_transaction(TXN_TIMEOUT_S))
-            return Outcome.ABORTED
         except CallTimedOut as exc:
             return self.replace(str(exc))
+        # Outside the handlers: the abort's own failures (a wedged call) must be handled, not escape.
+        return self.abort()
 
     def abort(self) -> Outcome:
-        """Abort the open transaction; replace the producer if that fails."""
+        """Abort the open transaction; replace the producer if the abort fails or wedges. A fatal
+        error raises (the producer was fenced: another worker has its transactional id)."""
         assert self.producer is not None
         producer = self.producer
         try:
             self.retrying("abort_transaction", lambda: producer.abort_transaction(TXN_TIMEOUT_S))
-        except (KafkaException, CallTimedOut) as exc:
+        except KafkaException as exc:
+            if exc.args[0].fatal():
+                raise
+            return self.replace(f"abort failed ({exc})")
+        except CallTimedOut as exc:
             return self.replace(f"abort failed ({exc})")
         return Outcome.ABORTED
 
