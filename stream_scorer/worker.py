@@ -51,7 +51,7 @@ import orjson
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from stream_scorer.commits import Commits
-from stream_scorer.config import TXN_TIMEOUT_S, Settings
+from stream_scorer.config import Settings
 from stream_scorer.dead_letters import dead_letter
 from stream_scorer.decode import Decoder, Rejection, decode_label
 from stream_scorer.dedupe import Dedupe
@@ -151,16 +151,14 @@ class Worker:
         tx_topic = self.settings.topics.transactions
         mine = sorted({p.partition for p in partitions if p.topic == tx_topic})
         wanted = [TopicPartition(tx_topic, p) for p in mine]
-        committed = consumer.committed(wanted, timeout=TXN_TIMEOUT_S) if wanted else []
-        for tp in committed:
+        for tp in committed_offsets(consumer, wanted) if wanted else []:
             self.state.restore(tp.partition)
             self.stats.restores += 1
             self._recall_ids(tp.partition, tp.offset)
         self._owned.update(mine)
         self._lost_at = None
-        # What is alive now (modules, models, restored state) lives as long as the worker: out of
-        # the cyclic collector's sight, a full collection no longer stops the stream for tens of
-        # milliseconds to walk it all again.
+        # What is alive now lives as long as the worker: out of the cyclic collector's sight, a full
+        # collection no longer stops the stream for tens of milliseconds to walk it all again.
         gc.freeze()
         self.ready.set()
         logger.info("assigned partitions %s", mine)
@@ -202,6 +200,7 @@ class Worker:
             s.group_id, s.topics.transactions, s.topics.labels, s.processing_guarantee,
             "C" if model_kernels.NATIVE and card_layout.NATIVE else "Python (C extensions not in use)",
         )
+        clean = False
         try:
             while not self._stop.is_set():
                 msgs = self._next_batch()
@@ -212,8 +211,9 @@ class Worker:
                 self._housekeeping()
             if self.commits.open:
                 self._commit(wait=True)
+            clean = True  # memory == what is committed
         finally:
-            self._close()
+            self._close(save=clean)
         logger.info("worker stopped: %s", self.stats.as_dict())
         return self.stats
 
@@ -242,12 +242,15 @@ class Worker:
         """Alive: the loop turned within the last two minutes (a batch never takes that long)."""
         return time.monotonic() - self._last_loop < 120.0
 
-    def _close(self) -> None:
+    def _close(self, save: bool) -> None:
+        """Release the clients; after a clean stop only, snapshot and checkpoint first: after a
+        failure memory holds work no commit covers (a restart would count it twice)."""
         if self.server is not None:
             self.server.close()
             self.server = None
         try:
-            self.keeper.save_all(self._owned)
+            if save:
+                self.keeper.save_all(self._owned)
         finally:
             self.out.close()
             if self._consumer is not None:
@@ -297,7 +300,6 @@ class Worker:
         ids_by_partition = self.dedupe.partitions
         dedupe = self.dedupe if s.dedupe_window else None
         commits.begin()
-
         for msg in msgs:
             err = msg.error()
             if err is not None:
@@ -361,8 +363,7 @@ class Worker:
     # -- commit ---------------------------------------------------------------------------------
 
     def _commit(self, wait: bool = False) -> None:
-        """Steps 3-5 (:meth:`Commits.commit <stream_scorer.commits.Commits.commit>`); rewind if
-        the unit was rolled back."""
+        """Steps 3-5 (:meth:`stream_scorer.commits.Commits.commit`); rewind if rolled back."""
         if not self.commits.commit(self._consumer, wait, self.keeper.sync_due()):
             self._rewind()
 

@@ -194,6 +194,9 @@ class FakeConsumer(Scripted):
     def seek(self, tp: Any) -> None:
         self.seeks.append((tp.topic, tp.partition, tp.offset))
 
+    def close(self) -> None:
+        self._call("close")
+
     def consumer_group_metadata(self) -> str:
         return "group-metadata"
 

@@ -30,7 +30,7 @@ from typing import Any, Protocol
 from confluent_kafka import KafkaError, KafkaException, Message, TopicPartition
 
 from stream_scorer.exceptions import InvariantError
-from stream_scorer.kafka.offsets import Offsets, topic_partitions
+from stream_scorer.kafka.offsets import Offsets, partition_errors, topic_partitions
 
 logger = logging.getLogger(__name__)
 
@@ -207,16 +207,19 @@ class AckCommitter:
         self.confirmed_offsets = offsets
         try:
             if asynchronous:
-                consumer.commit(offsets=offsets, asynchronous=True)
+                consumer.commit(offsets=offsets, asynchronous=True)  # reported to on_commit
             else:
-                consumer.commit(offsets=offsets, asynchronous=False)
+                _raise_partition_errors(consumer.commit(offsets=offsets, asynchronous=False))
             self.stats.commits += 1
         except KafkaException as exc:
             # A rebalance took the partitions away: their new owner scores from the last commit.
             logger.warning("commit failed (%s); the records may be scored again after a rebalance", exc)
 
     def on_commit(self, err: KafkaError | None, partitions: list[TopicPartition]) -> None:
-        """The consumer's ``on_commit``: how an asynchronous commit went."""
+        """The consumer's ``on_commit``: how an asynchronous commit went, as a whole or per partition."""
+        errors = partition_errors(partitions or [])
+        if err is None and errors:
+            err = errors[0]
         if err is not None and err.code() != KafkaError._NO_OFFSET:
             # A rebalance took the partitions away: their new owner scores from the last commit.
             logger.warning("asynchronous commit failed (%s); the records may be scored again", err)
@@ -238,10 +241,17 @@ class AckCommitter:
         self.queue.clear()
         if self.confirmed_offsets:
             try:
-                consumer.commit(offsets=self.confirmed_offsets, asynchronous=False)
+                _raise_partition_errors(consumer.commit(offsets=self.confirmed_offsets, asynchronous=False))
             except KafkaException as exc:
                 logger.warning("commit of the confirmed offsets failed (%s)", exc)
 
     def abandon(self) -> None:
         """Forget the units in flight without committing them (their partitions were lost)."""
         self.queue.clear()
+
+
+def _raise_partition_errors(answer: list[TopicPartition] | None) -> None:
+    """A synchronous commit succeeds as a call while partitions fail: raise the first (as Quix does)."""
+    errors = partition_errors(answer or [])
+    if errors:
+        raise KafkaException(errors[0])

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, TopicPartition
@@ -87,16 +87,44 @@ def topic_partitions(offsets: Offsets) -> list[TopicPartition]:
     return [TopicPartition(t, p, o) for (t, p), o in offsets.items()]
 
 
+RETRIABLE_CODES = frozenset({
+    KafkaError._TIMED_OUT, KafkaError._TRANSPORT, KafkaError._WAIT_COORD, KafkaError.REQUEST_TIMED_OUT,
+    KafkaError.NETWORK_EXCEPTION, KafkaError.COORDINATOR_LOAD_IN_PROGRESS, KafkaError.COORDINATOR_NOT_AVAILABLE,
+    KafkaError.NOT_COORDINATOR, KafkaError.UNSTABLE_OFFSET_COMMIT,
+})
+"""Errors a partition of an answer may carry that a later try can clear: the error objects of a
+``TopicPartition`` do not say ``retriable()`` themselves."""
+
+
+def retriable(err: KafkaError) -> bool:
+    return bool(err.retriable()) or err.code() in RETRIABLE_CODES
+
+
+def partition_errors(partitions: Iterable[Any]) -> list[KafkaError]:
+    """The errors of single partitions in a ``commit()``/``committed()`` answer: the call itself
+    succeeds, and the partitions that failed carry an ``error`` (their offset then invalid)."""
+    return [tp.error for tp in partitions if tp.error is not None]
+
+
 def committed_offsets(consumer: Any, partitions: list[TopicPartition], pause_s: float = 0.5) -> list[TopicPartition]:
     """The group's committed offsets, waiting while the cluster does not answer: a rewind after
-    the broker went away must not kill the worker when the coordinator is slow to return."""
+    the broker went away must not kill the worker when the coordinator is slow to return.
+
+    A partition that answers with an error of its own is not "nothing committed" (its offset is
+    then invalid, and seeking there would go back to the beginning): it is retried like the call,
+    or raised.
+    """
     last_warning = 0.0
     while True:
         try:
-            return list(consumer.committed(partitions, timeout=TXN_TIMEOUT_S))
+            answer = list(consumer.committed(partitions, timeout=TXN_TIMEOUT_S))
+            errors = partition_errors(answer)
+            if not errors:
+                return answer
+            raise KafkaException(errors[0])
         except KafkaException as exc:
             err: KafkaError = exc.args[0]
-            if not (err.retriable() or err.code() == KafkaError._TIMED_OUT):
+            if not retriable(err):
                 raise
             now = time.monotonic()
             if now - last_warning > 10.0:

@@ -1,0 +1,84 @@
+"""The worker's own part in faults, over fake clients (no broker): what it saves when it fails,
+and where a rewind goes when the committed offsets come back with errors."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+import pytest
+from confluent_kafka import KafkaError, KafkaException
+
+from stream_scorer.config import load_settings
+from stream_scorer.worker import Worker
+from tests.fakes import TP, FakeConsumer, FakeProducer, Msg
+
+
+def _txn(i: int) -> bytes:
+    return orjson.dumps({"transaction_id": f"t{i}", "event_time": "2026-01-31T12:00:00Z", "card_id": "c1",
+                         "merchant_id": "m1", "amount": 12.5, "currency": "EUR", "is_fraud": i % 2 == 0})
+
+
+class BatchConsumer(FakeConsumer):
+    """Hands out ``batches`` one per ``consume``; then stops the worker."""
+
+    def __init__(self, worker: Worker, batches: list[list[Msg]]) -> None:
+        super().__init__({(worker.settings.topics.transactions, 0): 0})
+        self.worker, self.batches = worker, batches
+
+    def consume(self, n: int, timeout: float) -> list[Msg]:
+        if self.batches:
+            return self.batches.pop(0)
+        self.worker.stop()
+        return []
+
+
+def _run(tmp_path: Any, monkeypatch: pytest.MonkeyPatch, batches: list[list[Any]]) -> Worker:
+    settings = load_settings(
+        metrics_port=None, state_dir=tmp_path / "state", commit_interval_s=10.0,
+        checkpoint={"path": str(tmp_path / "models.ckpt"), "key": "k" * 32, "interval_s": 3600},
+    )
+    w = Worker(settings)
+    tx = settings.topics.transactions
+    msgs = [[Msg(tx, 0, o, v) if isinstance(v, bytes) else Msg(tx, 0, o, None, _error=v) for o, v in b]
+            for b in batches]
+
+    def fake_open() -> None:
+        w._consumer = BatchConsumer(w, msgs)  # type: ignore[assignment]
+        w.out._make = lambda extra: FakeProducer()  # type: ignore[assignment,return-value]
+        w.out.start()
+        w._owned = {0}
+
+    monkeypatch.setattr(w, "_open", fake_open)
+    w.run()
+    return w
+
+
+def test_a_clean_stop_commits_then_saves_snapshots_and_the_checkpoint(tmp_path, monkeypatch):
+    w = _run(tmp_path, monkeypatch, [[(0, _txn(0)), (1, _txn(1))]])
+    assert w.stats.commits == 1 and w.stats.scored == 2
+    assert list((tmp_path / "state").rglob("p0.*.snap")) and (tmp_path / "models.ckpt").exists()
+
+
+def test_a_worker_that_fails_saves_no_snapshot_and_no_checkpoint(tmp_path, monkeypatch):
+    """Fault 4: ``_close`` ran in ``finally`` and, after an exception, snapshotted state and
+    checkpointed learning that no commit covers; a restart then counted the re-consumed records
+    twice (the snapshot already held them)."""
+    fatal = KafkaError(KafkaError._FATAL, "fatal consumer error", fatal=True)
+    with pytest.raises(KafkaException):
+        _run(tmp_path, monkeypatch, [[(0, _txn(0)), (1, _txn(1))], [(2, fatal)]])
+    assert not list((tmp_path / "state").rglob("*.snap")), "a snapshot of uncommitted state"
+    assert not (tmp_path / "models.ckpt").exists(), "a checkpoint of uncommitted learning"
+
+
+def test_a_rewind_never_goes_back_to_the_beginning_for_a_partition_error(monkeypatch):
+    """Fault 6: a per-partition error in committed()'s answer (offset -1001) was taken for
+    "nothing committed yet": the rewind sought to the beginning, and everything was scored again."""
+    w = Worker(load_settings(metrics_port=None))
+    tx = w.settings.topics.transactions
+    c = FakeConsumer({(tx, 0): 500})
+    c.answers = [[TP(tx, 0, -1001, KafkaError(KafkaError.COORDINATOR_LOAD_IN_PROGRESS))]]
+    w._consumer = c  # type: ignore[assignment]
+    monkeypatch.setattr("stream_scorer.kafka.offsets.time.sleep", lambda s: None)
+    w._rewind()
+    assert c.seeks == [(tx, 0, 500)]
