@@ -101,7 +101,7 @@ class Commits:
         reports = self.reports
         last_cb = self._on_changelog_delivery if self.eos else reports.on_changelog_delivery
         # 3. The state the unit changed goes to the changelog, one record per changed key.
-        n_changes = self.changelog.write({p for (_, p) in self.unit.offsets}, None if self.eos else last_cb, last_cb)
+        n_changes = self.changelog.write(self.unit.offsets, None if self.eos else last_cb, last_cb)
         st, m = self.stats, self.metrics
         st.changelog_records += n_changes
         batches = self.unit.batches

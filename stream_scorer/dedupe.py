@@ -75,7 +75,8 @@ class Dedupe:
     def recall(self, p: int, committed: int, read: Callable[..., Any], decode: Callable[..., Any]) -> RecentIds:
         """Rebuild partition ``p``'s memory from the ``window`` input records before the
         ``committed`` offset: ``read(start, apply, end)`` calls ``apply(key, value)`` for each,
-        in order; ``decode(value, now)`` is the worker's decoder (rejected records are not ids)."""
+        in order (:func:`input_reader`); ``decode(value, now)`` is the worker's decoder (rejected
+        records are not ids)."""
         ids = self.partitions[p] = RecentIds(self.window)
         if not self.window or committed <= 0:
             return ids
@@ -89,3 +90,13 @@ class Dedupe:
 
         read(committed - self.window, remember, committed)
         return ids
+
+
+def input_reader(settings: Any, partition: int) -> Callable[[int, Any, int], Any]:
+    """``read(start, apply, end)`` over partition ``partition`` of the transactions topic."""
+    from stream_scorer.state.changelog import read_partition
+
+    def read(start: int, apply: Any, end: int) -> Any:
+        return read_partition(settings, partition, start, apply, topic=settings.topics.transactions, end=end)
+
+    return read

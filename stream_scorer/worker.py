@@ -54,7 +54,7 @@ from stream_scorer.commits import Commits
 from stream_scorer.config import Settings
 from stream_scorer.dead_letters import dead_letter
 from stream_scorer.decode import Decoder, Rejection, decode_label
-from stream_scorer.dedupe import Dedupe
+from stream_scorer.dedupe import Dedupe, input_reader
 from stream_scorer.events import Label
 from stream_scorer.features import card as card_layout
 from stream_scorer.housekeeping import Housekeeper
@@ -65,7 +65,7 @@ from stream_scorer.kafka.transactions import TransactionalProducer
 from stream_scorer.metrics import MetricsServer, start_metrics_server
 from stream_scorer.model import kernels as model_kernels
 from stream_scorer.pipeline import build_scorer
-from stream_scorer.state.changelog import changelog_topic, read_partition
+from stream_scorer.state.changelog import changelog_topic
 from stream_scorer.state.changelog_writer import ChangelogWriter
 from stream_scorer.state.store import StateStore
 from stream_scorer.worker_metrics import WorkerMetrics, WorkerStats
@@ -102,7 +102,8 @@ class Worker:
             f"{s.group_id}-{s.instance_id}" if self.eos else None,
             retrying=self._retrying,
         )
-        self.changelog = ChangelogWriter(changelog_topic(s), self.state, self.out)
+        inputs = (s.topics.transactions, s.topics.labels)
+        self.changelog = ChangelogWriter(changelog_topic(s), self.state, self.out, inputs)
         self.commits = Commits(
             self.eos, s.commit_interval_s, self.out, self.changelog, self.state, self.scorer, self.stats, self.metrics
         )
@@ -148,13 +149,13 @@ class Worker:
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         # Called inside consume(), between batches: no transaction is open.
-        tx_topic = self.settings.topics.transactions
-        mine = sorted({p.partition for p in partitions if p.topic == tx_topic})
-        wanted = [TopicPartition(tx_topic, p) for p in mine]
-        for tp in committed_offsets(consumer, wanted) if wanted else []:
-            self.state.restore(tp.partition)
-            self.stats.restores += 1
-            self._recall_ids(tp.partition, tp.offset)
+        t = self.settings.topics
+        mine = sorted({p.partition for p in partitions if p.topic == t.transactions})
+        wanted = [TopicPartition(topic, p) for p in mine for topic in (t.transactions, t.labels)]
+        committed = {(tp.topic, tp.partition): tp.offset for tp in committed_offsets(consumer, wanted)} if mine else {}
+        for p in mine:
+            self._restore(p, committed)
+            self._recall_ids(p, committed[(t.transactions, p)])
         self._owned.update(mine)
         self._lost_at = None
         # What is alive now lives as long as the worker: out of the cyclic collector's sight, a full
@@ -371,27 +372,27 @@ class Worker:
         """Forget what was not committed: state back to the changelog, the models back to their
         copy at the last commit (so the records are learned once when they come again), the
         consumer back to the committed offsets."""
-        assert self._consumer is not None
         consumer = self._consumer
+        assert consumer is not None
         self.scorer.restore_models(self.commits.models_at_commit)
-        for p in sorted(self._owned):
-            self.state.restore(p)
-            self.stats.restores += 1
         assignment = consumer.assignment()
-        if not assignment:
-            return
+        committed = committed_offsets(consumer, assignment) if assignment else []
+        offsets = {(tp.topic, tp.partition): tp.offset for tp in committed}
+        for p in sorted(self._owned):
+            self._restore(p, offsets)
         tx_topic = self.settings.topics.transactions
-        for tp in committed_offsets(consumer, assignment):
-            offset = tp.offset if tp.offset >= 0 else OFFSET_BEGINNING
-            consumer.seek(TopicPartition(tp.topic, tp.partition, offset))
+        for tp in committed:
+            consumer.seek(TopicPartition(tp.topic, tp.partition, tp.offset if tp.offset >= 0 else OFFSET_BEGINNING))
             if tp.topic == tx_topic and tp.partition in self._owned:
                 self._recall_ids(tp.partition, tp.offset)  # the aborted records' ids come again
 
-    def _recall_ids(self, partition: int, committed: int) -> None:
-        """Rebuild the partition's memory of recent transaction ids from its input."""
-        s = self.settings
+    def _restore(self, p: int, committed: Offsets) -> None:
+        """Partition ``p``'s state from the changelog; at least once, without what units past the
+        ``committed`` offsets wrote (their input comes again: it must not count twice)."""
+        t = self.settings.topics
+        tx, labels = committed.get((t.transactions, p)), committed.get((t.labels, p))
+        self.state.restore(p, None if self.eos or tx is None or labels is None else (tx, labels))
+        self.stats.restores += 1
 
-        def read(start: int, apply: Any, end: int) -> None:
-            read_partition(s, partition, start, apply, topic=s.topics.transactions, end=end)
-
-        self.dedupe.recall(partition, committed, read, self.decoder.decode)
+    def _recall_ids(self, p: int, committed: int) -> None:
+        self.dedupe.recall(p, committed, input_reader(self.settings, p), self.decoder.decode)

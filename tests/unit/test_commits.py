@@ -45,7 +45,7 @@ def _commits(eos: bool, producer: FakeProducer | None = None) -> tuple[Commits, 
                                 wedged_s=0.5, retry_pause_s=0.0)
     out.start()
     state, scorer = State(), Scorer()
-    writer = ChangelogWriter("g.state-changelog", state, out)
+    writer = ChangelogWriter("g.state-changelog", state, out, ("tx", "labels"))
     return Commits(eos, 0.1, out, writer, state, scorer, WorkerStats(), WorkerMetrics()), producer, state, scorer
 
 

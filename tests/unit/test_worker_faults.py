@@ -82,3 +82,40 @@ def test_a_rewind_never_goes_back_to_the_beginning_for_a_partition_error(monkeyp
     monkeypatch.setattr("stream_scorer.kafka.offsets.time.sleep", lambda s: None)
     w._rewind()
     assert c.seeks == [(tx, 0, 500)]
+
+
+def test_an_at_least_once_rewind_does_not_count_a_refused_unit_twice(tmp_path, monkeypatch):
+    """Fault 7: at least once, a unit's changelog records are written even when its scores are
+    refused (its offsets then never commit). The rewind restored the changelog to its end, those
+    records included, and the records consumed again counted twice in the windows. Here: one
+    transaction, its score refused, the rewind, the same transaction again: it must get the
+    features it had the first time."""
+    from stream_scorer.state import store
+
+    settings = load_settings(metrics_port=None, state_dir=tmp_path, processing_guarantee="at_least_once")
+    w = Worker(settings)
+    t = settings.topics
+    producer = FakeProducer(refuse={t.scores})
+    w.out._make = lambda extra: producer  # type: ignore[assignment,return-value]
+    w.out.start()
+    w._consumer = FakeConsumer({(t.transactions, 0): -1001, (t.labels, 0): -1001})  # type: ignore[assignment]
+    w._owned = {0}
+    log_topic = w.changelog.topic
+
+    def read_partition(settings: Any, partition: int, start: int, apply: Any, **kw: Any) -> tuple[int, int]:
+        if kw.get("topic") not in (None, log_topic):
+            return 0, start  # the input (ids to recall): nothing here
+        records = [m for m in producer.produced if m.topic() == log_topic and m.partition() == partition][start:]
+        for m in records:
+            apply(m.key(), m.value(), m.headers()) if kw.get("headers") else apply(m.key(), m.value())
+        return len(records), start + len(records)
+
+    monkeypatch.setattr(store.changelog, "read_partition", read_partition)
+    monkeypatch.setattr(store.changelog, "end_offset", lambda settings, p: 10**9)
+    msg = Msg(t.transactions, 0, 0, _txn(0))
+    w.process_batch([msg])
+    w._commit(wait=True)  # the score is refused: the unit fails, the worker rewinds
+    assert w.stats.aborts == 1 and w.stats.changelog_records > 0
+    w.process_batch([msg])  # consumed again after the rewind
+    first, again = (orjson.loads(m.value())["features"] for m in producer.produced if m.topic() == t.scores)
+    assert again == first, {k: (first[k], again[k]) for k in first if first[k] != again[k]}
