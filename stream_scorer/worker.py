@@ -97,11 +97,9 @@ class Worker:
         self._owned: set[int] = set()
         self._lost_at: float | None = None
         """When the group last took our partitions away for lack of heartbeats (None: not lost)."""
-        self.out = TransactionalProducer(
-            lambda extra: make_producer(s, **extra),
-            f"{s.group_id}-{s.instance_id}" if self.eos else None,
-            retrying=self._retrying,
-        )
+        self._rebalances = 0  # rebalance callbacks run so far
+        txn_id = f"{s.group_id}-{s.instance_id}" if self.eos else None
+        self.out = TransactionalProducer(lambda extra: make_producer(s, **extra), txn_id, retrying=self._retrying)
         inputs = (s.topics.transactions, s.topics.labels)
         self.changelog = ChangelogWriter(changelog_topic(s), self.state, self.out, inputs)
         self.commits = Commits(
@@ -119,10 +117,8 @@ class Worker:
     def _open(self) -> None:
         s = self.settings
         if s.metrics_port is not None and self.server is None:
-            self.server = start_metrics_server(
-                s.metrics_port, s.metrics_host, self.metrics.registry, self._healthy, self.ready.is_set,
-                setting="STREAM_SCORER_METRICS_PORT",
-            )
+            self.server = start_metrics_server(s.metrics_port, s.metrics_host, self.metrics.registry, self._healthy,
+                                               self.ready.is_set, setting="STREAM_SCORER_METRICS_PORT")
         check_worker_topics(s, self.changelog.topic)
         self.state.cluster_id = cluster_id(s)
         self.out.start()
@@ -149,6 +145,7 @@ class Worker:
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         # Called inside consume(), between batches: no transaction is open.
+        self._rebalances += 1
         t = self.settings.topics
         mine = sorted({p.partition for p in partitions if p.topic == t.transactions})
         wanted = [TopicPartition(topic, p) for p in mine for topic in (t.transactions, t.labels)]
@@ -167,6 +164,7 @@ class Worker:
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         # Commit what was processed, state included: the new owner restores it from the
         # changelog. A snapshot now makes our own restore quick if the partition comes back.
+        self._rebalances += 1
         if self.commits.open:
             self._commit(wait=True)
         mine = sorted({p.partition for p in partitions if p.topic == self.settings.topics.transactions})
@@ -181,6 +179,7 @@ class Worker:
     def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         # Lost, not revoked: another worker may own them already; our state may be stale, and
         # what we processed since the last commit is theirs to redo.
+        self._rebalances += 1
         if self.commits.open and not self.commits.abandon():
             self._rewind()  # the producer was replaced
         for p in {p.partition for p in partitions if p.topic == self.settings.topics.transactions}:
@@ -196,11 +195,9 @@ class Worker:
         """Consume and score until :meth:`stop` is called; return the counts."""
         self._open()
         s = self.settings
-        logger.info(
-            "worker started: group=%s topics=%s,%s guarantee=%s hot path=%s",
-            s.group_id, s.topics.transactions, s.topics.labels, s.processing_guarantee,
-            "C" if model_kernels.NATIVE and card_layout.NATIVE else "Python (C extensions not in use)",
-        )
+        logger.info("worker started: group=%s topics=%s,%s guarantee=%s hot path=%s", s.group_id, s.topics.transactions,
+                    s.topics.labels, s.processing_guarantee,
+                    "C" if model_kernels.NATIVE and card_layout.NATIVE else "Python (C extensions not in use)")
         clean = False
         try:
             while not self._stop.is_set():
@@ -212,7 +209,7 @@ class Worker:
                 self._housekeeping()
             if self.commits.open:
                 self._commit(wait=True)
-            clean = True  # memory == what is committed
+            clean = True  # memory == committed: after a failure a snapshot would hold uncommitted work
         finally:
             self._close(save=clean)
         logger.info("worker stopped: %s", self.stats.as_dict())
@@ -223,7 +220,8 @@ class Worker:
 
         ``consume(n, timeout)`` waits for ``n`` records or the timeout: under light traffic every
         record would wait out the timeout. Instead take what is there; if nothing is, wait for
-        the first record only, then take what came with it.
+        the first record only, then take what came with it. If a rebalance ran inside that second
+        call, the first record is dropped: its partition may be gone, or rewound (it comes again).
         """
         consumer, n, wait = self._consumer, self.settings.batch_size, self.settings.poll_timeout_s
         assert consumer is not None
@@ -231,7 +229,9 @@ class Worker:
         if not msgs:
             msgs = consumer.consume(1, self.commits.wait_s(wait))
             if msgs and n > 1:
-                msgs += consumer.consume(n - 1, 0)
+                rebalances = self._rebalances
+                more = consumer.consume(n - 1, 0)
+                msgs = msgs + more if self._rebalances == rebalances else more
         return msgs
 
     @property
@@ -244,8 +244,7 @@ class Worker:
         return time.monotonic() - self._last_loop < 120.0
 
     def _close(self, save: bool) -> None:
-        """Release the clients; after a clean stop only, snapshot and checkpoint first: after a
-        failure memory holds work no commit covers (a restart would count it twice)."""
+        """Release the clients; snapshot and checkpoint first after a clean stop only (see run())."""
         if self.server is not None:
             self.server.close()
             self.server = None

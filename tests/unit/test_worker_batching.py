@@ -71,3 +71,22 @@ def test_with_a_commit_open_it_waits_no_longer_than_until_the_commit_is_due():
     c.calls.clear()
     w._next_batch()
     assert c.calls == [(100, 0), (1, 0.0)]
+
+
+def test_a_record_taken_before_a_rebalance_in_the_same_batch_is_dropped():
+    """The first record came from ``consume(1, wait)``; the next call ran a rebalance callback
+    (partitions lost, or revoked and given back): that record's partition may be gone, or its
+    offsets rewound, so it must not be scored with the batch (it comes again if still ours)."""
+    c = ArrivingRecords(waiting=0, arriving=1)
+    w = _worker(c, batch_size=100)
+    consume = c.consume
+
+    def rebalancing(n: int, timeout: float) -> list[Any]:
+        if n == 99:
+            w._on_lost(c, [])  # type: ignore[arg-type]  # served inside consume(), as librdkafka does
+            c.waiting = [2000, 2001]  # records of the new assignment
+        return consume(n, timeout)
+
+    c.consume = rebalancing  # type: ignore[method-assign]
+    w._consumer = c  # type: ignore[assignment]
+    assert w._next_batch() == [2000, 2001]
