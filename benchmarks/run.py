@@ -614,8 +614,12 @@ def per_event_windows(samples: list[tuple[int, float]], n: int, window: int) -> 
     start = next(c for c, _ in samples if c > 0)
     first = (cpu_at(samples, start + window) - cpu_at(samples, start)) / window * 1e6
     last = (cpu_at(samples, n) - cpu_at(samples, n - window)) / window * 1e6
+    step = max(window // 2, 1)  # the curve in between, to see where a difference comes from
+    edges = [start, *range(step, n, step), n]
+    curve = [round((cpu_at(samples, b) - cpu_at(samples, a)) / (b - a) * 1e6, 1)
+             for a, b in itertools.pairwise(edges) if b > a]
     return {"first_from": start, "cpu_us_per_event_first": first, "cpu_us_per_event_last": last,
-            "last_over_first": last / first}
+            "last_over_first": last / first, f"cpu_us_per_event_every_{step}": curve}
 
 
 def export_tree(rev: str, dest: Path) -> Path:
