@@ -13,11 +13,15 @@ One command measures, in one run, on this machine:
 5. **scale-out**: two workers on a 2-partition topic against one;
 6. **state**: bytes and RSS per card with many cards, ``FeatureEngine.restore`` of the snapshot,
    and a worker's time to its first commit when it restores that snapshot at start;
-7. **peer**: the same pipeline with Quix Streams (``benchmarks/quix_peer.py``), both guarantees.
+7. **peer**: the same pipeline with Quix Streams (``benchmarks/quix_peer.py``), both guarantees;
+8. **long stream** (only with ``--only longstream``): a worker's CPU per event (the process's
+   CPU time) over the first and the last 200,000 of 1,000,000 events on one partition, for this
+   tree and, in the same run, for ``--long-baseline`` (default 93eb3d0, before issue 17).
 
     .venv/bin/python benchmarks/run.py                 # full, ~10-15 min on 2 cores
     .venv/bin/python benchmarks/run.py --quick         # < 3 min
     .venv/bin/python benchmarks/run.py --json out.json --profile
+    .venv/bin/python benchmarks/run.py --only longstream  # ~15 min
 
 Workers and the peer run as subprocesses (their own interpreter and GIL); the broker, the
 harness (producer, committed-offset watcher, score reader) and the workers share the machine's
@@ -28,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import itertools
 import json
 import math
 import os
@@ -321,12 +326,12 @@ class Ctx:
     def uid(self) -> str:
         return uuid.uuid4().hex[:6]
 
-    def spawn(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> Proc:
+    def spawn(self, name: str, argv: list[str], env: dict[str, str] | None = None, cwd: Path = ROOT) -> Proc:
         log = self.work / f"{name}.log"
         out = open(log, "wb")  # noqa: SIM115
         popen = subprocess.Popen(
             argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            env=env, cwd=str(ROOT),
+            env=env, cwd=str(cwd),
         )
         out.close()
         proc = Proc(popen, log)
@@ -591,6 +596,116 @@ def bench_scale(ctx: Ctx, pairs: list[tuple[bytes, bytes]]) -> dict[str, Any]:
     return out
 
 
+# -- 8. long stream ---------------------------------------------------------------------------------
+
+
+def cpu_at(samples: list[tuple[int, float]], committed: float) -> float:
+    """The worker's CPU seconds when the group's committed offset passed ``committed``: linear
+    between the two samples around it (samples are (committed, cpu) pairs, in time order)."""
+    for (c0, t0), (c1, t1) in itertools.pairwise(samples):
+        if c0 <= committed <= c1 and c1 > c0:
+            return t0 + (t1 - t0) * (committed - c0) / (c1 - c0)
+    raise ValueError(f"no samples around committed offset {committed:,.0f}")
+
+
+def per_event_windows(samples: list[tuple[int, float]], n: int, window: int) -> dict[str, float]:
+    """CPU per event (microseconds) over the first ``window`` events after the first commit (so
+    that start-up, imports and restore, is left out) and over the last ``window`` of ``n``."""
+    start = next(c for c, _ in samples if c > 0)
+    first = (cpu_at(samples, start + window) - cpu_at(samples, start)) / window * 1e6
+    last = (cpu_at(samples, n) - cpu_at(samples, n - window)) / window * 1e6
+    step = max(window // 2, 1)  # the curve in between, to see where a difference comes from
+    edges = [start, *range(step, n, step), n]
+    curve = [round((cpu_at(samples, b) - cpu_at(samples, a)) / (b - a) * 1e6, 1)
+             for a, b in itertools.pairwise(edges) if b > a]
+    return {"first_from": start, "cpu_us_per_event_first": first, "cpu_us_per_event_last": last,
+            "last_over_first": last / first, f"cpu_us_per_event_every_{step}": curve}
+
+
+def export_tree(rev: str, dest: Path) -> Path:
+    """``rev``'s ``stream_scorer`` package in ``dest``, with this tree's compiled kernels (only
+    when the C sources are the same at ``rev``: a worker must run the code it names)."""
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+
+    if git("diff", "--stat", rev, "--", "stream_scorer/model/_kernels.c", "stream_scorer/features/_kernels.c"):
+        raise RuntimeError(f"the C kernels changed since {rev}: build that tree to compare it")
+    dest.mkdir(parents=True, exist_ok=True)
+    archive = subprocess.run(["git", "archive", rev, "stream_scorer"], cwd=ROOT, capture_output=True, check=True)
+    subprocess.run(["tar", "-x", "-C", str(dest)], input=archive.stdout, check=True)
+    for sub in ("model", "features"):
+        for so in (ROOT / "stream_scorer" / sub).glob("_kernels*.so"):
+            shutil.copy2(so, dest / "stream_scorer" / sub / so.name)
+    return dest
+
+
+def run_long(ctx: Ctx, name: str, topic: str, n: int, window: int, tree: Path | None) -> dict[str, Any]:
+    """One worker (this tree's, or the package exported to ``tree``) over ``topic``: samples of
+    (committed offset, the worker process's CPU seconds) every 0.2 s until it committed all ``n``."""
+    group, tag = f"bench-long-{name}-{ctx.uid()}", ctx.uid()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("STREAM_SCORER_") or "KAFKA_" in k}
+    env.update(_worker_env(ctx, name, topic, group, tag))
+    if tree is None:
+        proc = ctx.spawn(f"long-{name}-{tag}", [CLI, "run"], env)
+    else:  # the same interpreter and environment, the other package first on the path
+        env["PYTHONPATH"] = str(tree)
+        proc = ctx.spawn(f"long-{name}-{tag}", [PY, "-m", "stream_scorer.cli", "run"], env, cwd=tree)
+    t0 = time.perf_counter()
+    samples: list[tuple[int, float]] = []
+    try:
+        while True:
+            c = ctx.broker.committed(group, topic, 1)
+            samples.append((c, cpu_seconds(proc.popen.pid)))
+            if c >= n:
+                break
+            if proc.popen.poll() is not None:
+                raise RuntimeError(f"worker exited ({proc.popen.returncode}):\n{proc.tail()}")
+            if time.perf_counter() - t0 > 1800:
+                raise RuntimeError(f"committed {c} of {n} after 1800 s:\n{proc.tail()}")
+            time.sleep(0.2)
+        seconds = time.perf_counter() - t0
+    finally:
+        proc.stop()
+    out: dict[str, Any] = {"events": n, "seconds": seconds, "events_per_s": n / seconds, "samples": len(samples)}
+    out.update(per_event_windows(samples, n, window))
+    return out
+
+
+def _worker_env(ctx: Ctx, name: str, topic: str, group: str, tag: str) -> dict[str, str]:
+    return dict(
+        STREAM_SCORER_BOOTSTRAP_SERVERS=ctx.broker.bootstrap,
+        STREAM_SCORER_GROUP_ID=group,
+        STREAM_SCORER_TOPICS__TRANSACTIONS=topic,
+        STREAM_SCORER_TOPICS__LABELS=f"{topic}.labels",
+        STREAM_SCORER_TOPICS__SCORES=f"scores-{tag}",
+        STREAM_SCORER_TOPICS__DLQ=f"scores-{tag}.dlq",
+        STREAM_SCORER_TOPICS__DRIFT_ALERTS=f"scores-{tag}.drift",
+        STREAM_SCORER_TOPICS__PARTITIONS="1",
+        STREAM_SCORER_STATE_DIR=str(ctx.work / f"state-long-{name}-{tag}"),
+        STREAM_SCORER_INSTANCE_ID=f"long-{name}-{tag}",
+        STREAM_SCORER_LOG_FORMAT="text",
+        STREAM_SCORER_LOG_LEVEL="WARNING",
+        STREAM_SCORER_METRICS_PORT=str(free_port()),
+    )
+
+
+def bench_longstream(ctx: Ctx, n: int, window: int, baseline: str | None) -> dict[str, Any]:
+    """A worker's CPU per event over the first and the last ``window`` of ``n`` events on one
+    partition: the per-event cost must not grow with the stream (state eviction, de-duplication,
+    anything that walks more as it ages). ``baseline`` (a git revision) runs the same topic."""
+    pairs = simulate(n, seed=17)
+    topic, fill = ctx.input_topic(1, pairs)
+    del pairs
+    gc.collect()
+    out: dict[str, Any] = {"events": n, "window": window, "partitions": 1, "prefill_seconds": fill}
+    out["current"] = run_long(ctx, "current", topic, n, window, None)
+    if baseline:
+        tree = export_tree(baseline, ctx.work / f"tree-{baseline}")
+        out["baseline_rev"] = baseline
+        out["baseline"] = _safe(lambda: run_long(ctx, "baseline", topic, n, window, tree))
+    return out
+
+
 # -- 6. state --------------------------------------------------------------------------------------
 
 
@@ -832,6 +947,18 @@ def table(r: dict[str, Any]) -> str:
                      f"{f1(ws['with_snapshot']['seconds_to_first_commit'])} s "
                      f"(no snapshot {f1(ws['without_snapshot']['seconds_to_first_commit'])} s)"
                      + ("" if ws["with_snapshot"].get("snapshot_used") else " SNAPSHOT NOT USED"), "", ""))
+    ls = r.get("longstream") or {}
+    for who in ("current", "baseline"):
+        e = ls.get(who) or {}
+        if "cpu_us_per_event_first" in e:
+            ratio = e["last_over_first"]
+            name = "this tree" if who == "current" else ls.get("baseline_rev", "baseline")
+            rows.append((f"8 long stream ({name}): CPU/event, first vs last {ls['window']:,} of {ls['events']:,}",
+                         f"{f1(e['cpu_us_per_event_first'])} -> {f1(e['cpu_us_per_event_last'])} us "
+                         f"({f0(e['events_per_s'])} ev/s)", "within 10%",
+                         f"x{f2(ratio)} {verdict(abs(ratio - 1.0) <= 0.10)}"))
+        elif e:
+            rows.append((f"8 long stream ({who})", "failed", "within 10%", "n/a"))
     head = ("measure", "value", "target", "result")
     w = [max(len(x[i]) for x in [*rows, head]) for i in range(4)]
     line = lambda x: "  ".join(x[i].ljust(w[i]) for i in range(4)).rstrip()  # noqa: E731
@@ -864,7 +991,12 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="small sizes, < 3 minutes")
     ap.add_argument("--json", default=str(BENCH / "results.json"), help="where to write the results")
     ap.add_argument("--profile", action="store_true", help="also profile the offline pipeline with py-spy")
-    ap.add_argument("--only", help="comma list of sections: limit,offline,e2e,quix,latency,scale,state")
+    ap.add_argument("--only", help="comma list of sections: limit,offline,e2e,quix,latency,scale,state,longstream "
+                    "(longstream runs only when named)")
+    ap.add_argument("--long-events", type=int, default=1_000_000, help="events of the long stream (one partition)")
+    ap.add_argument("--long-window", type=int, default=200_000, help="events of its first and last windows")
+    ap.add_argument("--long-baseline", default="93eb3d0",
+                    help="git revision whose worker runs the long stream too, in the same run ('' : none)")
     ap.add_argument("--profile-worker", action="store_true", help="attach py-spy to the end-to-end workers")
     ap.add_argument("--child-offline", type=int, help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -906,8 +1038,10 @@ def main() -> None:
         del _snap
         gc.collect()
 
-    step(f"simulate {n:,} events")
-    pairs = simulate(n)
+    pairs: list[tuple[bytes, bytes]] = []
+    if sections & {"limit", "offline", "e2e", "quix"}:
+        step(f"simulate {n:,} events")
+        pairs = simulate(n)
     values = [v for _, v in pairs]
     if "limit" in sections:
         step("limit")
@@ -920,7 +1054,7 @@ def main() -> None:
     save()
 
     work = Path(tempfile.mkdtemp(prefix="stream-scorer-bench-"))
-    broker_needed = sections & {"e2e", "quix", "latency", "scale", "state"}
+    broker_needed = sections & {"e2e", "quix", "latency", "scale", "state", "longstream"}
     ctx: Ctx | None = None
     try:
         if broker_needed:
@@ -969,6 +1103,12 @@ def main() -> None:
         if ctx and "scale" in sections:
             step(f"scale-out on {n_scale:,} events")
             results["scale"] = _safe(lambda: bench_scale(ctx, simulate(n_scale, seed=5)))
+            save()
+        if ctx and "longstream" in sections:
+            step(f"long stream: {args.long_events:,} events on one partition"
+                 + (f", this tree and {args.long_baseline}" if args.long_baseline else ""))
+            results["longstream"] = _safe(lambda: bench_longstream(
+                ctx, args.long_events, args.long_window, args.long_baseline or None))
             save()
         if ctx and "state" in sections and snap_engine is not None:
             step(f"worker start with a {len(snap_engine.cards):,}-card snapshot")

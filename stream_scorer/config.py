@@ -29,6 +29,10 @@ from stream_scorer.native import PURE_PYTHON_ENV
 
 ENV_PREFIX = "STREAM_SCORER_"
 
+TXN_TIMEOUT_S = 30.0
+"""``transaction.timeout.ms`` in seconds: the coordinator aborts a transaction left open longer than
+this. It is also how long one transactional call may take before it is retried."""
+
 # librdkafka settings stream-scorer owns: overriding them would break its delivery guarantees.
 OWNED_KAFKA_KEYS = frozenset(
     {
@@ -117,7 +121,8 @@ class Settings(BaseSettings):
     commit_interval_s: float = Field(
         0.1, gt=0, le=60,
         description="Least time between commits: outputs become visible at most this late after a quiet "
-        "spell's first record, and a busy stream costs at most 1/this transactions per second.",
+        "spell's first record, and a busy stream costs at most 1/this transactions per second "
+        "(exactly once: at most half the 30 s transaction timeout).",
     )
     poll_timeout_s: float = Field(
         0.05, gt=0, le=60,
@@ -145,6 +150,14 @@ class Settings(BaseSettings):
     def _check(self) -> Settings:
         if self.review_threshold >= self.decline_threshold:
             raise ValueError("review_threshold must be below decline_threshold")
+        if self.processing_guarantee == "exactly_once" and self.commit_interval_s > TXN_TIMEOUT_S / 2:
+            # A transaction stays open from its unit's first batch until the commit after the
+            # interval, plus that batch and the commit's own round trips.
+            raise ValueError(
+                f"STREAM_SCORER_COMMIT_INTERVAL_S ({self.commit_interval_s:g} s) must be at most half the "
+                f"transaction timeout (transaction.timeout.ms, {TXN_TIMEOUT_S:g} s): a longer transaction "
+                f"is aborted by its coordinator, and a busy stream would abort every one"
+            )
         for key in self.kafka:
             if key in OWNED_KAFKA_KEYS:
                 raise ValueError(f"kafka setting {key!r} is owned by stream-scorer; set it another way")

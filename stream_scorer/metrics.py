@@ -93,18 +93,27 @@ def start_metrics_server(
     registry: CollectorRegistry | None = None,
     health: Probe | None = None,
     ready: Probe | None = None,
+    setting: str | None = None,
 ) -> MetricsServer:
     """Serve ``/metrics``, ``/healthz`` and ``/readyz`` on ``host:port`` from a daemon thread.
 
     ``port=0`` binds a free port (read it from :attr:`MetricsServer.port`). ``health`` and
-    ``ready`` default to always true; a probe that raises counts as false (HTTP 503).
+    ``ready`` default to always true; a probe that raises counts as false (HTTP 503). With
+    ``setting`` (the variable that names the port), a port that cannot be bound is a ConfigError.
     """
     if registry is None:
         from prometheus_client import REGISTRY
 
         registry = REGISTRY
     handler = _handler(registry, health or (lambda: True), ready or (lambda: True))
-    httpd = ThreadingHTTPServer((host, port), handler)
+    try:
+        httpd = ThreadingHTTPServer((host, port), handler)
+    except OSError as exc:
+        if setting is None:
+            raise
+        from stream_scorer.exceptions import ConfigError
+
+        raise ConfigError(f"{setting}: cannot listen on {host}:{port}: {exc}") from None
     httpd.daemon_threads = True
     thread = threading.Thread(target=httpd.serve_forever, name="metrics-http", daemon=True)
     thread.start()

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import copy
 import heapq
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -36,6 +37,8 @@ from stream_scorer.model.logistic import OnlineLogit, band_of
 from stream_scorer.model.pending import PendingStore
 from stream_scorer.model.settings import ChallengerSettings, ScorerSettings
 from stream_scorer.model.tree import OnlineTree
+
+logger = logging.getLogger(__name__)
 
 EVICT_EVERY_S = 60.0
 """Event-time seconds between two sweeps of expired pending entries and feature state."""
@@ -405,3 +408,30 @@ def scorer_from_checkpoint(
         with_challenger=checkpoint.challenger is not None,
         frozen=frozen,
     )
+
+
+def build_scorer(settings: Settings) -> Scorer:
+    """A scorer with the feature engine of the settings, and the checkpointed models if any.
+
+    A checkpoint that fails its integrity check stops the worker (CheckpointError): a model of
+    unknown origin never scores.
+    """
+    from pathlib import Path
+
+    from stream_scorer.features.engine import FeatureEngine
+    from stream_scorer.model import checkpoint
+
+    features = settings.features
+    factory = lambda: FeatureEngine(features)  # noqa: E731
+    ck = settings.checkpoint
+    if ck.path and ck.key is not None and Path(ck.path).exists():
+        loaded = checkpoint.load(ck.path, ck.key.get_secret_value().encode())
+        logger.info("models restored from checkpoint %s (%s)", ck.path, loaded.champion.version)
+        return Scorer(
+            scorer_settings(settings),
+            factory,
+            champion=loaded.champion,
+            challenger=loaded.challenger,
+            with_challenger=loaded.challenger is not None,
+        )
+    return Scorer(scorer_settings(settings), factory)

@@ -1,10 +1,44 @@
-"""The scoring worker's Prometheus metrics, updated once per batch (never per event)."""
+"""The scoring worker's running counts, and its Prometheus metrics, updated once per batch (never per event)."""
 
 from __future__ import annotations
+
+from dataclasses import asdict, dataclass
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 LATENCY_BUCKETS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0)
+
+
+@dataclass
+class WorkerStats:
+    """Running counts of what the worker did; read by the demo, the tests and the metrics."""
+
+    consumed: int = 0
+    scored: int = 0
+    dead_letters: int = 0
+    labels: int = 0
+    labels_applied: int = 0
+    learned: int = 0
+    batches: int = 0
+    commits: int = 0
+    aborts: int = 0
+    changelog_records: int = 0
+    delivery_failures: int = 0
+    consumer_errors: int = 0
+    snapshots: int = 0
+    restores: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return asdict(self)
+
+    def add_batch(self, consumed: int, scored: int, dead: int, labels: int, applied: int, learned: int) -> None:
+        self.consumed += consumed
+        self.scored += scored
+        self.dead_letters += dead
+        self.labels += labels
+        self.labels_applied += applied
+        self.learned = learned
+        self.batches += 1
 
 
 class WorkerMetrics:
@@ -44,3 +78,13 @@ class WorkerMetrics:
             p + "model_info", "The champion and challenger versions (value 1).", ["role", "version"], registry=r
         )
         self.partitions = Gauge(p + "assigned_partitions", "Partitions this worker owns.", registry=r)
+
+    def add_batch(self, consumed: int, scored: int, dead: int, labels: int, applied: int, seconds: float) -> None:
+        """One batch's counts, and its latency (from its arrival to its last score)."""
+        self.consumed.inc(consumed)
+        self.scored.inc(scored)
+        self.dead_letters.inc(dead)
+        if labels:
+            self.labels.labels("applied").inc(applied)
+            self.labels.labels("unmatched").inc(labels - applied)
+        self.latency.observe(seconds)

@@ -22,11 +22,17 @@ False
 
 from __future__ import annotations
 
+import logging
 from collections import deque
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
-from confluent_kafka import KafkaError, Message
+from confluent_kafka import KafkaError, KafkaException, Message, TopicPartition
+
+from stream_scorer.exceptions import InvariantError
+from stream_scorer.kafka.offsets import Offsets, partition_errors, topic_partitions
+
+logger = logging.getLogger(__name__)
 
 MAX_UNITS_IN_FLIGHT = 4
 """Closed units awaiting their reports; past this the worker waits (the cluster is slow)."""
@@ -114,3 +120,138 @@ class AckQueue:
 
     def clear(self) -> None:
         self._units.clear()
+
+
+class _Producer(Protocol):
+    producer: Any
+
+    def drain(self) -> None: ...
+
+
+class _Stats(Protocol):
+    commits: int
+    aborts: int
+    delivery_failures: int
+
+
+class AckCommitter:
+    """At least once: commit the offsets of closed units, in order, once their records are
+    acknowledged.
+
+    The worker closes a unit with :meth:`close` and goes on; :meth:`poll` (per loop turn) commits
+    what the reports confirm, asynchronously; :meth:`drain` waits for every report and commits
+    synchronously. Both return False when a record failed: the worker then calls :meth:`fail` and
+    rewinds to the last confirmed unit. ``on_confirmed`` receives a confirmed unit's models: the
+    worker's new rollback point.
+    """
+
+    def __init__(
+        self, producer: _Producer, stats: _Stats, metrics: Any, on_confirmed: Callable[[Any], None],
+    ) -> None:
+        self.producer = producer
+        self.stats = stats
+        self.metrics = metrics
+        self.on_confirmed = on_confirmed
+        self.queue = AckQueue()
+        self.confirmed_offsets: list[TopicPartition] = []
+        """The offsets last committed (those of the rollback models)."""
+
+    def __len__(self) -> int:
+        return len(self.queue)
+
+    def close(self, unit: CommitUnit | None, offsets: Offsets, models: Any, consumer: Any, wait: bool) -> bool:
+        """Queue the closed unit (None: it had no batch) for confirmation, then :meth:`drain`
+        (``wait``, or too many units in flight: the cluster is slow) or :meth:`poll`. ``models``
+        are the models as of the unit's end, its rollback point once confirmed."""
+        if unit is not None:
+            unit.offsets = offsets
+            unit.models = models
+            self.queue.push(unit)
+        if wait or len(self.queue) > MAX_UNITS_IN_FLIGHT:
+            return self.drain(consumer)
+        return self.poll(consumer)
+
+    def poll(self, consumer: Any) -> bool:
+        """Serve delivery reports; commit the offsets of the units now fully acknowledged
+        (asynchronously, in order). False: a record failed."""
+        self.producer.producer.poll(0)
+        if self.queue.failed() is not None:
+            return False
+        unit = self.queue.pop_confirmed()
+        if unit is not None:
+            self._confirmed(consumer, unit, asynchronous=True)
+        return True
+
+    def drain(self, consumer: Any) -> bool:
+        """Wait for every delivery report, then commit what they confirm, synchronously.
+        False: a record failed."""
+        self.producer.drain()
+        if self.queue.failed() is not None:
+            return False
+        unit = self.queue.pop_confirmed()
+        if self.queue:
+            # Flushed, yet a unit misses reports: it counted records it did not produce.
+            raise InvariantError(f"{len(self.queue)} commit units still wait for reports after a flush")
+        if unit is not None:
+            self._confirmed(consumer, unit, asynchronous=False)
+        return True
+
+    def _confirmed(self, consumer: Any, unit: CommitUnit, asynchronous: bool) -> None:
+        """Every record up to ``unit`` is written: commit its offsets; its models become the
+        rollback point."""
+        self.on_confirmed(unit.models)
+        self.metrics.commits.inc()
+        if not unit.offsets:
+            return
+        offsets = topic_partitions(unit.offsets)
+        self.confirmed_offsets = offsets
+        try:
+            if asynchronous:
+                consumer.commit(offsets=offsets, asynchronous=True)  # reported to on_commit
+            else:
+                _raise_partition_errors(consumer.commit(offsets=offsets, asynchronous=False))
+            self.stats.commits += 1
+        except KafkaException as exc:
+            # A rebalance took the partitions away: their new owner scores from the last commit.
+            logger.warning("commit failed (%s); the records may be scored again after a rebalance", exc)
+
+    def on_commit(self, err: KafkaError | None, partitions: list[TopicPartition]) -> None:
+        """The consumer's ``on_commit``: how an asynchronous commit went, as a whole or per partition."""
+        errors = partition_errors(partitions or [])
+        if err is None and errors:
+            err = errors[0]
+        if err is not None and err.code() != KafkaError._NO_OFFSET:
+            # A rebalance took the partitions away: their new owner scores from the last commit.
+            logger.warning("asynchronous commit failed (%s); the records may be scored again", err)
+
+    def fail(self, consumer: Any) -> None:
+        """A record in flight failed: wait for the others, forget every unit, and commit the
+        confirmed offsets again, synchronously, so that the broker's offsets and the rollback
+        models agree (the caller then rewinds)."""
+        self.producer.drain()
+        failed = self.queue.failed()
+        n = self.queue.n_failed()
+        logger.warning(
+            "%d records in flight failed (first: %s); rewinding to the last confirmed commit",
+            n, failed.first_error if failed is not None else None,
+        )
+        self.stats.delivery_failures += n
+        self.stats.aborts += 1
+        self.metrics.aborts.inc()
+        self.queue.clear()
+        if self.confirmed_offsets:
+            try:
+                _raise_partition_errors(consumer.commit(offsets=self.confirmed_offsets, asynchronous=False))
+            except KafkaException as exc:
+                logger.warning("commit of the confirmed offsets failed (%s)", exc)
+
+    def abandon(self) -> None:
+        """Forget the units in flight without committing them (their partitions were lost)."""
+        self.queue.clear()
+
+
+def _raise_partition_errors(answer: list[TopicPartition] | None) -> None:
+    """A synchronous commit succeeds as a call while partitions fail: raise the first (as Quix does)."""
+    errors = partition_errors(answer or [])
+    if errors:
+        raise KafkaException(errors[0])

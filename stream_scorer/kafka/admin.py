@@ -136,3 +136,23 @@ def cluster_id(settings: Settings, timeout: float = 30.0) -> str | None:
     """The id of the cluster at the bootstrap servers (KRaft clusters always have one)."""
     md = admin_client(settings).list_topics(timeout=timeout)
     return str(md.cluster_id) if md.cluster_id else None
+
+
+def check_worker_topics(settings: Settings, changelog: str) -> None:
+    """Create what is missing (``create_topics``), then check what a worker relies on: the input
+    topics exist and are co-partitioned (a card's label must reach the worker holding its state),
+    and the compacted state changelog has as many partitions. ConfigError names the setting."""
+    t = settings.topics
+    if settings.create_topics:
+        ensure_topics(settings)
+    n_tx, n_labels = partition_count(settings, t.transactions), partition_count(settings, t.labels)
+    if n_tx == 0:
+        raise ConfigError(f"STREAM_SCORER_TOPICS__TRANSACTIONS: topic {t.transactions!r} does not exist")
+    if n_labels != n_tx:
+        raise ConfigError(
+            f"STREAM_SCORER_TOPICS__LABELS: topic {t.labels!r} has {n_labels} partitions and "
+            f"{t.transactions!r} has {n_tx}; they must match so a card's label reaches its state"
+        )
+    ensure_topics(settings, [changelog], compacted=[changelog], partitions=n_tx)
+    if partition_count(settings, changelog) != n_tx:
+        raise ConfigError(f"the state changelog {changelog!r} must have {n_tx} partitions")

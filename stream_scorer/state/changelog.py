@@ -7,9 +7,13 @@ partition ``p``, so it moves with its partition. A record's key names what it ho
 - ``f`` + a feature-engine key (``c:<card>``, ``m:<merchant>``): that entity's window state;
 - ``p`` + a transaction id: a scored transaction waiting for its label (the pending store);
 
-and a ``None`` value is a tombstone (evicted, or labelled). Writing is the worker's job (in the same
-transaction as the batch's scores and offsets); this module names the topic, encodes pending entries
-and reads a partition back.
+and a ``None`` value is a tombstone (evicted, or labelled). Each record carries, in its
+``input_offsets`` header, the next input offsets (transactions, labels) of the commit unit that
+wrote it: at least once, a unit's records can be written while its offsets never commit, and a
+restore that knows the committed offsets skips them (as Quix Streams compares the processed offset
+it stores in a header), so that the records consumed again do not count twice. Writing is the
+worker's job (:mod:`stream_scorer.state.changelog_writer`); this module names the topic, encodes
+pending entries and headers, and reads a partition back.
 """
 
 from __future__ import annotations
@@ -31,6 +35,33 @@ logger = logging.getLogger(__name__)
 FEATURE = b"f"
 PENDING = b"p"
 _PENDING_HEAD = struct.Struct("<dH")
+INPUT_OFFSETS = "input_offsets"
+_INPUT_OFFSETS = struct.Struct("<qq")
+
+
+def encode_input_offsets(transactions: int, labels: int) -> bytes:
+    """The header value: the unit's next offsets on the input partition (-1: the unit read none).
+
+    >>> decode_input_offsets([(INPUT_OFFSETS, encode_input_offsets(120, -1))])
+    (120, -1)
+    """
+    return _INPUT_OFFSETS.pack(transactions, labels)
+
+
+def decode_input_offsets(headers: list[tuple[str, bytes | None]] | None) -> tuple[int, int] | None:
+    """The record's unit offsets, or None (a record written before the header existed)."""
+    for name, value in headers or ():
+        if name == INPUT_OFFSETS and value is not None and len(value) == _INPUT_OFFSETS.size:
+            tx, labels = _INPUT_OFFSETS.unpack(value)
+            return int(tx), int(labels)
+    return None
+
+
+def ahead_of(unit: tuple[int, int] | None, committed: tuple[int, int]) -> bool:
+    """The record's unit is past the committed offsets (its own offsets never committed)."""
+    if unit is None:
+        return False
+    return unit[0] > max(committed[0], 0) or unit[1] > max(committed[1], 0)
 
 
 def changelog_topic(settings: Settings) -> str:
@@ -79,11 +110,13 @@ def read_partition(
     timeout_s: float = 300.0,
     topic: str | None = None,
     end: int | None = None,
+    headers: bool = False,
 ) -> tuple[int, int]:
     """Apply every committed record of changelog partition ``partition`` from ``start`` on.
 
     Another ``topic`` and an ``end`` offset (exclusive) serve other restores from a log, such as
-    the worker's recent transaction ids, read back from its input.
+    the worker's recent transaction ids, read back from its input. With ``headers``, ``apply``
+    gets each record's headers too.
 
     Reads with ``isolation.level=read_committed`` up to the last stable offset, so records of
     aborted (or still open) transactions are never applied. Returns (records applied, next offset).
@@ -118,7 +151,10 @@ def read_partition(
                     continue
                 if end is not None and msg.offset() >= end:  # type: ignore[operator,unused-ignore]
                     continue
-                apply(msg.key() or b"", msg.value())
+                if headers:
+                    apply(msg.key() or b"", msg.value(), msg.headers())  # type: ignore[call-arg]
+                else:
+                    apply(msg.key() or b"", msg.value())
                 n += 1
             # Control records (transaction markers) are never delivered: ask where we stand.
             pos = consumer.position([tp])[0].offset

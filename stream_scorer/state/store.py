@@ -11,7 +11,10 @@ Each partition's state (its feature engine and its pending store) is durable in 
 Restoring a partition, in order: (1) load the snapshot if there is one, it verifies, and it is
 younger than the changelog's tombstone retention; (2) replay the changelog from the snapshot's
 offset (or from the start) to its last stable offset. Replaying a record twice is harmless: each
-holds the whole value of its key.
+holds the whole value of its key. At least once, the restore is also given the committed input
+offsets, and leaves out the records of units that wrote their changelog but never committed their
+offsets (their input is consumed again): the key keeps its previous value. A key whose previous
+record compaction removed since is then restored as new (the same limit as Quix Streams').
 """
 
 from __future__ import annotations
@@ -27,7 +30,14 @@ from stream_scorer.features.engine import FeatureEngine
 from stream_scorer.model.pending import PendingStore
 from stream_scorer.pipeline import Scorer
 from stream_scorer.state import changelog
-from stream_scorer.state.changelog import FEATURE, PENDING, decode_pending, encode_pending
+from stream_scorer.state.changelog import (
+    FEATURE,
+    PENDING,
+    ahead_of,
+    decode_input_offsets,
+    decode_pending,
+    encode_pending,
+)
 from stream_scorer.state.snapshot import read_snapshot, write_snapshot
 
 logger = logging.getLogger(__name__)
@@ -54,8 +64,10 @@ class StateStore:
 
     # -- assignment -----------------------------------------------------------------------------
 
-    def restore(self, partition: int) -> None:
-        """Rebuild partition ``partition``'s state from its snapshot and the changelog's tail."""
+    def restore(self, partition: int, committed: tuple[int, int] | None = None) -> None:
+        """Rebuild partition ``partition``'s state from its snapshot and the changelog's tail;
+        with the ``committed`` input offsets (transactions, labels), leave out what units past
+        them wrote."""
         t0 = time.perf_counter()
         self.scorer.drop_partition(partition)
         st = self.scorer.partition(partition)
@@ -68,8 +80,13 @@ class StateStore:
         if loaded is not None:
             st.engine, st.pending, start = loaded
         engine, pending, names = st.engine, st.pending, self.names
+        skipped = 0
 
-        def apply(key: bytes, value: bytes | None) -> None:
+        def apply(key: bytes, value: bytes | None, headers: list[tuple[str, bytes | None]] | None = None) -> None:
+            nonlocal skipped
+            if committed is not None and ahead_of(decode_input_offsets(headers), committed):
+                skipped += 1
+                return
             kind, ident = key[:1], key[1:].decode()
             if kind == FEATURE:
                 engine.load_key(ident, value)  # type: ignore[attr-defined]
@@ -78,7 +95,9 @@ class StateStore:
             else:
                 raise StateError(f"unknown changelog record kind {kind!r} in {self.topic}[{partition}]")
 
-        n, next_offset = changelog.read_partition(self.settings, partition, start, apply)
+        n, next_offset = changelog.read_partition(self.settings, partition, start, apply, headers=committed is not None)
+        if skipped:
+            logger.info("partition %d: %d changelog records of uncommitted units left out", partition, skipped)
         pending.track_changes()
         self.next_offset[partition] = next_offset
         self.restored_records += n

@@ -38,3 +38,16 @@ def test_limit_offline_and_table() -> None:
     assert set(offline["stages_us"]) and all(v > 0 for v in offline["stages_us"].values())
     text = run.table({"limit": limit, "offline": offline})
     assert "1 limit" in text and "2 offline" in text
+
+
+def test_long_stream_windows_leave_start_up_out_and_compare_first_and_last() -> None:
+    run = _load()
+    # 2 s of start-up CPU, then 10 us per event for the first 300 events, 12 us after
+    samples = [(0, 0.5), (0, 2.0), (100, 2.001), (300, 2.003), (600, 2.0066), (1000, 2.0114)]
+    w = run.per_event_windows(samples, 1000, 200)
+    assert w["first_from"] == 100
+    assert math.isclose(w["cpu_us_per_event_first"], 10.0) and math.isclose(w["cpu_us_per_event_last"], 12.0)
+    assert math.isclose(w["last_over_first"], 1.2)
+    text = run.table({"longstream": {"events": 1000, "window": 200, "baseline_rev": "abc",
+                                     "current": {**w, "events_per_s": 5.0}, "baseline": {"error": "x"}}})
+    assert "8 long stream (this tree)" in text and "MISS" in text and "8 long stream (baseline)" in text

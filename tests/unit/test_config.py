@@ -61,3 +61,15 @@ def test_launcher_and_pure_python_variables_are_not_unknown_settings(monkeypatch
     monkeypatch.setenv("STREAM_SCORER_PURE_PYTHN", "1")  # a typo is still refused
     with pytest.raises(ConfigError, match="STREAM_SCORER_PURE_PYTHN"):
         load_settings()
+
+
+def test_a_commit_interval_a_transaction_would_outlive_is_refused_naming_the_setting():
+    """Fault 5: commit_interval_s accepted up to 60 s while transaction.timeout.ms is 30 s; above
+    that a busy stream's transactions outlive their timeout, abort, and start over, forever."""
+    with pytest.raises(ConfigError, match="STREAM_SCORER_COMMIT_INTERVAL_S") as err:
+        load_settings(commit_interval_s=45)
+    assert "transaction.timeout.ms" in str(err.value)
+    with pytest.raises(ConfigError, match="STREAM_SCORER_COMMIT_INTERVAL_S"):
+        load_settings(commit_interval_s=16)
+    assert load_settings(commit_interval_s=15).commit_interval_s == 15
+    assert load_settings(commit_interval_s=45, processing_guarantee="at_least_once").commit_interval_s == 45

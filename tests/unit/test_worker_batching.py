@@ -59,13 +59,34 @@ def test_with_a_commit_open_it_waits_no_longer_than_until_the_commit_is_due():
     c = ArrivingRecords(waiting=0, arriving=0)
     w = _worker(c, batch_size=100)
     w.settings = w.settings.model_copy(update={"commit_interval_s": 0.2})
-    w._open_batches, w._last_commit = 1, time.monotonic()
-    assert not w._commit_due()
+    unit = w.commits.unit
+    unit.interval_s = 0.2
+    unit.batches, unit.last_commit = 1, time.monotonic()
+    assert not unit.due()
     assert w._next_batch() == []
     (_, first), (_, wait) = c.calls
     assert first == 0 and 0.1 < wait <= 0.2, c.calls
-    w._last_commit -= 0.2
-    assert w._commit_due()
+    unit.last_commit -= 0.2
+    assert unit.due()
     c.calls.clear()
     w._next_batch()
     assert c.calls == [(100, 0), (1, 0.0)]
+
+
+def test_a_record_taken_before_a_rebalance_in_the_same_batch_is_dropped():
+    """The first record came from ``consume(1, wait)``; the next call ran a rebalance callback
+    (partitions lost, or revoked and given back): that record's partition may be gone, or its
+    offsets rewound, so it must not be scored with the batch (it comes again if still ours)."""
+    c = ArrivingRecords(waiting=0, arriving=1)
+    w = _worker(c, batch_size=100)
+    consume = c.consume
+
+    def rebalancing(n: int, timeout: float) -> list[Any]:
+        if n == 99:
+            w._on_lost(c, [])  # type: ignore[arg-type]  # served inside consume(), as librdkafka does
+            c.waiting = [2000, 2001]  # records of the new assignment
+        return consume(n, timeout)
+
+    c.consume = rebalancing  # type: ignore[method-assign]
+    w._consumer = c  # type: ignore[assignment]
+    assert w._next_batch() == [2000, 2001]
