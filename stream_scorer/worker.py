@@ -82,7 +82,7 @@ class Worker:
     def __init__(self, settings: Settings) -> None:
         self.settings = s = settings
         self.stats = WorkerStats()
-        self.decoder = Decoder(s.max_event_bytes, s.max_future_skew_s, s.min_event_time)
+        self.decoder = Decoder.from_settings(s)
         self.scorer = build_scorer(s)
         self.state = StateStore(s, self.scorer)
         self.eos = s.processing_guarantee == "exactly_once"

@@ -119,3 +119,14 @@ def test_an_at_least_once_rewind_does_not_count_a_refused_unit_twice(tmp_path, m
     w.process_batch([msg])  # consumed again after the rewind
     first, again = (orjson.loads(m.value())["features"] for m in producer.produced if m.topic() == t.scores)
     assert again == first, {k: (first[k], again[k]) for k in first if first[k] != again[k]}
+
+
+def test_the_worker_dead_letters_an_event_without_a_required_signal() -> None:
+    """``features.signal_missing=reject`` holds in the live worker too, not only in replays."""
+    from stream_scorer.decode import Rejection
+
+    w = Worker(load_settings(metrics_port=None, features={"signals": ["r"], "signal_missing": "reject"}))
+    out = w.decoder.decode(_txn(1), now=1.8e9)
+    assert isinstance(out, Rejection) and out.kind == "schema" and "signals.r" in out.reason
+    keep = Worker(load_settings(metrics_port=None, features={"signals": ["r"]}))
+    assert not isinstance(keep.decoder.decode(_txn(1), now=1.8e9), Rejection)
