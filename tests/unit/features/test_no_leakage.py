@@ -56,10 +56,10 @@ def test_own_label_never_counts_even_at_the_same_instant() -> None:
     eng.observe_label(KEY, True, T0 + 100, T0 + 100)  # known at the instant of the next event
     x = eng.update_raw("c", "m", 10.0, T0 + 100, ATTRS)
     assert all(v == 0.0 for v in _labels(x).values())
-    assert all(x[f"{e}_risk_1d_rate"] == first[f"{e}_risk_1d_rate"] for e in ENTITIES)
+    assert all(x[f"{e}_risk_7d_rate"] == first[f"{e}_risk_7d_rate"] for e in ENTITIES)
     later = eng.update_raw("c", "m", 10.0, T0 + 100.25, ATTRS)
     assert all(v > 0.0 for v in _labels(later).values())
-    assert all(later[f"{e}_risk_1d_rate"] > first[f"{e}_risk_1d_rate"] for e in ENTITIES)
+    assert all(later[f"{e}_risk_7d_rate"] > first[f"{e}_risk_7d_rate"] for e in ENTITIES)
 
 
 def test_an_event_behind_a_label_of_its_day_leaves_that_day_out() -> None:
@@ -109,5 +109,5 @@ def test_a_merchant_id_of_older_state_that_looks_like_json_is_a_merchant() -> No
         eng.update_raw("c", merchant, 10.0, T0, ATTRS)
         eng.observe_label(merchant, True, T0, T0 + 1)
         x = eng.update_raw("c", merchant, 1.0, T0 + 2)
-        assert x["merchant_risk_1d_log_labels"] == math.log1p(1), merchant
+        assert x["merchant_risk_7d_log_labels"] == math.log1p(1), merchant
         assert set(eng.merchants) == {merchant}
