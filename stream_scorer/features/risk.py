@@ -63,6 +63,7 @@ class RiskRing:
         codes: dict[int, Literal["B", "H", "I"]] = {1: "B", 2: "H", 4: "I"}
         self._code = codes[itemsize]
         self.size = _LAST.size + 2 * self.slots * itemsize
+        self._whole = struct.Struct(f"<d{2 * self.slots}{self._code}")
         self.prior_frauds = prior_rate * prior_weight
         self.prior_weight = prior_weight
         self.prior_value = prior_rate if prior_weight > 0 else 0.0
@@ -93,8 +94,14 @@ class RiskRing:
         return last if last else -math.inf
 
     def read(self, buf: bytearray, off: int, ts: float, x: dict[str, float]) -> None:
-        """Write the entity's risk features at event time ``ts`` into ``x`` (reads only)."""
-        (last,) = _LAST.unpack_from(buf, off)
+        """Write the entity's risk features at event time ``ts`` into ``x`` (reads only).
+
+        Hot path: one ``unpack_from`` takes the latest label time and every count as a tuple
+        (label counts at ``1 + slot``, fraud counts at ``1 + slots + slot``), and each window is
+        one or two slice sums of it.
+        """
+        vals = self._whole.unpack_from(buf, off)
+        last = vals[0]
         if last == 0.0:
             self.empty(x)
             return
@@ -105,11 +112,6 @@ class RiskRing:
         if hi > head:
             hi = head
         oldest = head - slots + 1
-        at = off + _LAST.size
-        size = slots * self.itemsize
-        raw = memoryview(buf)
-        labels = raw[at : at + size].cast(self._code)
-        frauds = raw[at + size : at + 2 * size].cast(self._code)
         pw, pf = self.prior_weight, self.prior_frauds
         for span, (rate_name, labels_name) in zip(self.spans, self.names, strict=True):
             lo = k - span + 1
@@ -118,13 +120,13 @@ class RiskRing:
             if hi < lo:
                 n = f = 0
             else:
-                s0, s1 = lo % slots, hi % slots
-                if s0 <= s1:
-                    n = sum(labels[s0 : s1 + 1])
-                    f = sum(frauds[s0 : s1 + 1]) if n else 0
+                s0, s1 = 1 + lo % slots, 2 + hi % slots
+                if s0 < s1:
+                    n = sum(vals[s0:s1])
+                    f = sum(vals[s0 + slots : s1 + slots]) if n else 0
                 else:
-                    n = sum(labels[s0:]) + sum(labels[: s1 + 1])
-                    f = sum(frauds[s0:]) + sum(frauds[: s1 + 1]) if n else 0
+                    n = sum(vals[s0 : 1 + slots]) + sum(vals[1:s1])
+                    f = sum(vals[s0 + slots :]) + sum(vals[1 + slots : s1 + slots]) if n else 0
             x[rate_name] = (f + pf) / (n + pw) if n or pw else 0.0
             x[labels_name] = math.log1p(n)
 
