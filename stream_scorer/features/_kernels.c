@@ -765,6 +765,271 @@ static PyTypeObject MerchantUpdaterType = {
     .tp_methods = merchant_methods,
 };
 
+/* ---- RiskRing.read / RiskRing.fold (risk.py) on a region of a buffer ----------------------------
+ * The region: <d latest label time (0: none), then `slots` label counts and `slots` fraud counts,
+ * each an unsigned little-endian integer of `itemsize` bytes (read with memcpy: a card's region
+ * need not be aligned). Same steps as the Python twin, same float operations in the same order. */
+
+#define MAX_RISK_WINDOWS 8
+
+typedef struct {
+    PyObject_HEAD
+    double bucket_s, pw, pf, prior_value;
+    long long slots, cap;
+    int itemsize, n;
+    long long spans[MAX_RISK_WINDOWS];
+    PyObject *rate_names[MAX_RISK_WINDOWS], *label_names[MAX_RISK_WINDOWS];
+} RiskKernel;
+
+static inline unsigned long long
+risk_get(const char *p, int itemsize)
+{
+    if (itemsize == 1)
+        return (unsigned char)*p;
+    if (itemsize == 2) {
+        uint16_t v;
+        memcpy(&v, p, 2);
+        return v;
+    }
+    uint32_t v;
+    memcpy(&v, p, 4);
+    return v;
+}
+
+static inline void
+risk_set(char *p, int itemsize, unsigned long long v)
+{
+    if (itemsize == 1) {
+        *p = (char)(unsigned char)v;
+    } else if (itemsize == 2) {
+        uint16_t w = (uint16_t)v;
+        memcpy(p, &w, 2);
+    } else {
+        uint32_t w = (uint32_t)v;
+        memcpy(p, &w, 4);
+    }
+}
+
+static void
+risk_dealloc(RiskKernel *self)
+{
+    for (int i = 0; i < self->n; i++) {
+        Py_XDECREF(self->rate_names[i]);
+        Py_XDECREF(self->label_names[i]);
+    }
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+/* RiskKernel(bucket_s, slots, itemsize, spans, names, prior_weight, prior_frauds, prior_value) */
+static int
+risk_init(RiskKernel *self, PyObject *args, PyObject *kwds)
+{
+    double bucket_s, pw, pf, prior_value;
+    long long slots;
+    int itemsize;
+    PyObject *spans, *names;
+    if (!PyArg_ParseTuple(args, "dLiO!O!ddd", &bucket_s, &slots, &itemsize, &PyTuple_Type, &spans,
+                          &PyTuple_Type, &names, &pw, &pf, &prior_value))
+        return -1;
+    Py_ssize_t n = PyTuple_GET_SIZE(spans);
+    if (n < 1 || n > MAX_RISK_WINDOWS || PyTuple_GET_SIZE(names) != n || slots < 1 ||
+        !(itemsize == 1 || itemsize == 2 || itemsize == 4) || !(bucket_s > 0)) {
+        PyErr_SetString(PyExc_ValueError, "bad risk ring parameters");
+        return -1;
+    }
+    for (int i = 0; i < self->n; i++) {
+        Py_CLEAR(self->rate_names[i]);
+        Py_CLEAR(self->label_names[i]);
+    }
+    self->n = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        long long span = PyLong_AsLongLong(PyTuple_GET_ITEM(spans, i));
+        if (span == -1 && PyErr_Occurred())
+            return -1;
+        PyObject *pair = PyTuple_GET_ITEM(names, i);
+        if (!PyTuple_Check(pair) || PyTuple_GET_SIZE(pair) != 2 ||
+            !PyUnicode_Check(PyTuple_GET_ITEM(pair, 0)) || !PyUnicode_Check(PyTuple_GET_ITEM(pair, 1))) {
+            PyErr_SetString(PyExc_TypeError, "names are (rate, log_labels) pairs of str");
+            return -1;
+        }
+        self->spans[i] = span;
+        self->rate_names[i] = Py_NewRef(PyTuple_GET_ITEM(pair, 0));
+        self->label_names[i] = Py_NewRef(PyTuple_GET_ITEM(pair, 1));
+        self->n = (int)i + 1;
+    }
+    self->bucket_s = bucket_s;
+    self->slots = slots;
+    self->itemsize = itemsize;
+    self->cap = (1LL << (8 * itemsize)) - 1;
+    self->pw = pw;
+    self->pf = pf;
+    self->prior_value = prior_value;
+    return 0;
+}
+
+static int
+risk_region(RiskKernel *self, PyObject *obj, PyObject *off_obj, Py_buffer *view, char **at, int flags)
+{
+    Py_ssize_t off = PyLong_AsSsize_t(off_obj);
+    if (off == -1 && PyErr_Occurred())
+        return -1;
+    if (PyObject_GetBuffer(obj, view, flags) < 0)
+        return -1;
+    Py_ssize_t size = 8 + 2 * (Py_ssize_t)self->slots * self->itemsize;
+    if (off < 0 || off + size > view->len) {
+        PyErr_SetString(PyExc_ValueError, "the risk ring does not fit the buffer");
+        PyBuffer_Release(view);
+        return -1;
+    }
+    *at = (char *)view->buf + off;
+    return 0;
+}
+
+static int
+risk_put(PyObject *x, PyObject *name, double v)
+{
+    PyObject *f = PyFloat_FromDouble(v);
+    if (f == NULL)
+        return -1;
+    int rc = PyDict_SetItem(x, name, f);
+    Py_DECREF(f);
+    return rc;
+}
+
+/* read(buf, off, ts, x): RiskRing.read */
+static PyObject *
+risk_read(RiskKernel *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 4 || !PyDict_Check(args[3])) {
+        PyErr_SetString(PyExc_TypeError, "read(buf, off, ts, x: dict)");
+        return NULL;
+    }
+    double ts = PyFloat_AsDouble(args[2]);
+    if (ts == -1.0 && PyErr_Occurred())
+        return NULL;
+    Py_buffer view;
+    char *at;
+    if (risk_region(self, args[0], args[1], &view, &at, PyBUF_SIMPLE) < 0)
+        return NULL;
+    PyObject *x = args[3];
+    double last;
+    memcpy(&last, at, 8);
+    int rc = 0;
+    if (last == 0.0) {
+        for (int w = 0; w < self->n && rc == 0; w++) {
+            rc = risk_put(x, self->rate_names[w], self->prior_value);
+            if (rc == 0)
+                rc = risk_put(x, self->label_names[w], 0.0);
+        }
+        PyBuffer_Release(&view);
+        if (rc < 0)
+            return NULL;
+        Py_RETURN_NONE;
+    }
+    long long slots = self->slots;
+    int isz = self->itemsize;
+    const char *labels = at + 8, *frauds = at + 8 + slots * isz;
+    long long head = (long long)py_floordiv(last, self->bucket_s);
+    long long k = (long long)py_floordiv(ts, self->bucket_s);
+    long long hi = (k > head || (k == head && ts > last)) ? k : k - 1;
+    if (hi > head)
+        hi = head;
+    long long oldest = head - slots + 1;
+    for (int w = 0; w < self->n && rc == 0; w++) {
+        long long lo = k - self->spans[w] + 1;
+        if (lo < oldest)
+            lo = oldest;
+        unsigned long long n = 0, f = 0;
+        for (long long d = lo; d <= hi; d++)
+            n += risk_get(labels + py_mod(d, slots) * isz, isz);
+        if (n)
+            for (long long d = lo; d <= hi; d++)
+                f += risk_get(frauds + py_mod(d, slots) * isz, isz);
+        double rate = (n || self->pw) ? ((double)f + self->pf) / ((double)n + self->pw) : 0.0;
+        rc = risk_put(x, self->rate_names[w], rate);
+        if (rc == 0)
+            rc = risk_put(x, self->label_names[w], log1p((double)n));
+    }
+    PyBuffer_Release(&view);
+    if (rc < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+/* fold(buf, off, label_ts, is_fraud): RiskRing.fold */
+static PyObject *
+risk_fold(RiskKernel *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 4) {
+        PyErr_SetString(PyExc_TypeError, "fold(buf, off, label_ts, is_fraud)");
+        return NULL;
+    }
+    double label_ts = PyFloat_AsDouble(args[2]);
+    if (label_ts == -1.0 && PyErr_Occurred())
+        return NULL;
+    int is_fraud = PyObject_IsTrue(args[3]);
+    if (is_fraud < 0)
+        return NULL;
+    Py_buffer view;
+    char *at;
+    if (risk_region(self, args[0], args[1], &view, &at, PyBUF_WRITABLE) < 0)
+        return NULL;
+    long long slots = self->slots;
+    int isz = self->itemsize;
+    char *labels = at + 8, *frauds = at + 8 + slots * isz;
+    double last;
+    memcpy(&last, at, 8);
+    long long k = (long long)py_floordiv(label_ts, self->bucket_s);
+    if (last == 0.0) {
+        memcpy(at, &label_ts, 8);
+    } else {
+        long long head = (long long)py_floordiv(last, self->bucket_s);
+        if (k > head) { /* the ring moves on to k: empty the buckets it reuses */
+            long long end = k < head + slots ? k : head + slots;
+            for (long long j = head + 1; j <= end; j++) {
+                risk_set(labels + py_mod(j, slots) * isz, isz, 0);
+                risk_set(frauds + py_mod(j, slots) * isz, isz, 0);
+            }
+            memcpy(at, &label_ts, 8);
+        } else if (k <= head - slots) {
+            PyBuffer_Release(&view);
+            Py_RETURN_NONE;
+        } else if (label_ts > last) {
+            memcpy(at, &label_ts, 8);
+        }
+    }
+    long long i = py_mod(k, slots);
+    unsigned long long nl = risk_get(labels + i * isz, isz);
+    if ((long long)nl < self->cap) {
+        risk_set(labels + i * isz, isz, nl + 1);
+        unsigned long long nf = risk_get(frauds + i * isz, isz);
+        if (is_fraud && (long long)nf < self->cap)
+            risk_set(frauds + i * isz, isz, nf + 1);
+    }
+    PyBuffer_Release(&view);
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef risk_methods[] = {
+    {"read", (PyCFunction)(void (*)(void))risk_read, METH_FASTCALL,
+     "read(buf, off, ts, x): the ring's risk features at event time ts into x"},
+    {"fold", (PyCFunction)(void (*)(void))risk_fold, METH_FASTCALL,
+     "fold(buf, off, label_ts, is_fraud): count a label known from label_ts on"},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyTypeObject RiskKernelType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "stream_scorer.features._kernels.RiskKernel",
+    .tp_basicsize = sizeof(RiskKernel),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "RiskRing.read and RiskRing.fold in C, parameters handed over once.",
+    .tp_new = PyType_GenericNew,
+    .tp_init = (initproc)risk_init,
+    .tp_dealloc = (destructor)risk_dealloc,
+    .tp_methods = risk_methods,
+};
+
 static struct PyModuleDef module = {
     PyModuleDef_HEAD_INIT, "_kernels",
     "The feature engine's per-event updates of a card and a merchant, in C (see .card, .merchant).", -1,
@@ -779,7 +1044,7 @@ PyInit__kernels(void)
     PyObject *m = PyModule_Create(&module);
     if (m == NULL)
         return NULL;
-    if (PyType_Ready(&MerchantUpdaterType) < 0)
+    if (PyType_Ready(&MerchantUpdaterType) < 0 || PyType_Ready(&RiskKernelType) < 0)
         goto fail;
     struct { PyObject **slot; const char *name; } strings[] = {
         {&s_max_ts, "max_ts"}, {&s_seen_ts, "seen_ts"}, {&s_counts, "counts"},
@@ -790,7 +1055,8 @@ PyInit__kernels(void)
             goto fail;
     }
     if (PyModule_AddObjectRef(m, "CardUpdater", (PyObject *)&CardUpdaterType) < 0 ||
-        PyModule_AddObjectRef(m, "MerchantUpdater", (PyObject *)&MerchantUpdaterType) < 0)
+        PyModule_AddObjectRef(m, "MerchantUpdater", (PyObject *)&MerchantUpdaterType) < 0 ||
+        PyModule_AddObjectRef(m, "RiskKernel", (PyObject *)&RiskKernelType) < 0)
         goto fail;
     return m;
 fail:

@@ -23,3 +23,18 @@ class MerchantUpdater:
         levels: tuple[tuple[float, int, int, int, str, str], ...],
     ) -> None: ...
     def update(self, m: Any, amount: float, ts: float, x: dict[str, float]) -> bool: ...
+
+class RiskKernel:
+    def __init__(
+        self,
+        bucket_s: float,
+        slots: int,
+        itemsize: int,
+        spans: tuple[int, ...],
+        names: tuple[tuple[str, str], ...],
+        prior_weight: float,
+        prior_frauds: float,
+        prior_value: float,
+    ) -> None: ...
+    def read(self, buf: bytearray, off: int, ts: float, x: dict[str, float]) -> None: ...
+    def fold(self, buf: bytearray, off: int, label_ts: float, is_fraud: bool) -> None: ...

@@ -33,7 +33,12 @@ from __future__ import annotations
 
 import math
 import struct
+from collections.abc import Callable
 from typing import Literal
+
+from stream_scorer import native
+
+_c = native.load("stream_scorer.features._kernels")
 
 DAY_S = 86_400.0
 _LAST = struct.Struct("<d")
@@ -70,6 +75,16 @@ class RiskRing:
         self.names = tuple(
             (f"{prefix}_risk_{w}d_rate", f"{prefix}_risk_{w}d_log_labels") for w in self.windows
         )
+        self.read: Callable[[bytearray, int, float, dict[str, float]], None] = self.py_read
+        """Write the entity's risk features at event time ``ts`` into ``x`` (reads only)."""
+        self.fold: Callable[[bytearray, int, float, bool], None] = self.py_fold
+        """Count a label known from ``label_ts`` on (a label older than the ring is dropped)."""
+        if _c is not None:
+            kernel = _c.RiskKernel(
+                bucket_s, self.slots, itemsize, self.spans, self.names,
+                float(prior_weight), float(self.prior_frauds), float(self.prior_value),
+            )
+            self.read, self.fold = kernel.read, kernel.fold
 
     def feature_names(self) -> tuple[str, ...]:
         """The features :meth:`read` writes, in order."""
@@ -93,8 +108,9 @@ class RiskRing:
         (last,) = _LAST.unpack_from(buf, off)
         return last if last else -math.inf
 
-    def read(self, buf: bytearray, off: int, ts: float, x: dict[str, float]) -> None:
-        """Write the entity's risk features at event time ``ts`` into ``x`` (reads only).
+    def py_read(self, buf: bytearray, off: int, ts: float, x: dict[str, float]) -> None:
+        """Write the entity's risk features at event time ``ts`` into ``x`` (reads only); the
+        reference of the C kernel that :attr:`read` is when it is built.
 
         Hot path: one ``unpack_from`` takes the latest label time and every count as a tuple
         (label counts at ``1 + slot``, fraud counts at ``1 + slots + slot``), and each window is
@@ -130,8 +146,9 @@ class RiskRing:
             x[rate_name] = (f + pf) / (n + pw) if n or pw else 0.0
             x[labels_name] = math.log1p(n)
 
-    def fold(self, buf: bytearray, off: int, label_ts: float, is_fraud: bool) -> None:
-        """Count a label known from ``label_ts`` on (a label older than the ring is dropped)."""
+    def py_fold(self, buf: bytearray, off: int, label_ts: float, is_fraud: bool) -> None:
+        """Count a label known from ``label_ts`` on (a label older than the ring is dropped); the
+        reference of the C kernel that :attr:`fold` is when it is built."""
         (last,) = _LAST.unpack_from(buf, off)
         bucket_s, slots = self.bucket_s, self.slots
         k = int(label_ts // bucket_s)

@@ -26,7 +26,8 @@ class FeatureSettings(BaseModel):
     magnifies into noise; the label count beside each rate already says how much it is worth.
     Risk windows (7, 30) days: (1, 7, 30) and (1, 3, 7, 30) measured the same (0.744 / 0.742
     against 0.743 on the long tail, 0.811 / 0.814 against 0.809 on SynCCFD), and each window
-    costs ten features and a sum per entity per event. Where labels come within a day, add 1. Category risk (MCC, country, channel): +0.017 AP on the long tail, 0 on
+    costs ten features and a sum per entity per event. Where labels come within a day, add 1.
+    Category risk (MCC, country, channel): +0.017 AP on the long tail, 0 on
     SynCCFD. Nine bin levels rather than four: +0.019 AP on the long tail (amounts over a line:
     AP 0.35 against 0.25), equal on ULB.
 
