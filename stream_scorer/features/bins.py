@@ -30,6 +30,7 @@ from __future__ import annotations
 import math
 import struct
 from array import array
+from bisect import bisect_right
 
 from stream_scorer.features.catalog import level_tag
 
@@ -64,6 +65,10 @@ class QuantileBins:
         self.refresh_every = refresh_every
         self.min_count = min_count
         self.names = tuple(f"{feature}_ge_q{level_tag(q)}" for q in self.levels)
+        self._thermometer = tuple(
+            {name: (1.0 if i < j else 0.0) for i, name in enumerate(self.names)}
+            for j in range(len(self.names) + 1)
+        )
         self.cells: dict[int, int] = {}
         self.n = 0
         self.since = 0
@@ -75,9 +80,12 @@ class QuantileBins:
         return f"bins[{self.feature}:{q}/{self.resolution:g}/{self.refresh_every}/{self.min_count}]"
 
     def read(self, v: float, x: dict[str, float]) -> None:
-        """Write the indicators of ``v`` against the current edges into ``x`` (reads only)."""
-        for name, edge in zip(self.names, self.edges, strict=True):
-            x[name] = 1.0 if v >= edge else 0.0
+        """Write the indicators of ``v`` against the current edges into ``x`` (reads only).
+
+        The edges never decrease with the level, so the indicators at 1 are a prefix: its length
+        is one bisection, and the indicators one prepared dict per length.
+        """
+        x.update(self._thermometer[bisect_right(self.edges, v)])
 
     def update(self, v: float) -> None:
         """Count ``v`` in the sketch; every ``refresh_every`` values, recompute the edges."""
