@@ -22,6 +22,11 @@ KEY = label_key("m", "c", ATTRS)
 ENTITIES = ("card", "merchant", "mcc", "country", "channel")
 
 
+def _engine() -> FeatureEngine:
+    """An engine with risk rings for every entity a label teaches."""
+    return FeatureEngine(FeatureSettings(category_risk=("mcc", "country", "channel")))
+
+
 def _known_at(item: tuple[Any, ...], ts: float) -> bool:
     _, _, _, event_ts, label_ts = item
     return bool(max(event_ts, label_ts) < ts)
@@ -51,7 +56,7 @@ def _labels(x: dict[str, float]) -> dict[str, float]:
 
 
 def test_own_label_never_counts_even_at_the_same_instant() -> None:
-    eng = FeatureEngine()
+    eng = _engine()
     first = eng.update_raw("c", "m", 10.0, T0, ATTRS)
     eng.observe_label(KEY, True, T0 + 100, T0 + 100)  # known at the instant of the next event
     x = eng.update_raw("c", "m", 10.0, T0 + 100, ATTRS)
@@ -65,7 +70,7 @@ def test_own_label_never_counts_even_at_the_same_instant() -> None:
 def test_an_event_behind_a_label_of_its_day_leaves_that_day_out() -> None:
     """Labels known at T0 + 10 and T0 + 500: an event at T0 + 200 may not read the day (one of its
     labels is later than it), even though the other was known before it."""
-    eng = FeatureEngine()
+    eng = _engine()
     eng.update_raw("c", "m", 10.0, T0 + 5, ATTRS)
     eng.observe_label(KEY, True, T0 + 5, T0 + 10)
     eng.observe_label(KEY, True, T0 + 5, T0 + 500)
@@ -75,7 +80,7 @@ def test_an_event_behind_a_label_of_its_day_leaves_that_day_out() -> None:
 
 
 def test_a_late_event_does_not_see_labels_known_after_it() -> None:
-    eng = FeatureEngine(FeatureSettings(grace_s=60))
+    eng = FeatureEngine(FeatureSettings(grace_s=60, category_risk=("mcc", "country", "channel")))
     eng.update_raw("c", "m", 10.0, T0, ATTRS)
     eng.observe_label(KEY, True, T0, T0 + 1_000)  # chargeback known at T0 + 1000
     eng.update_raw("c", "m", 10.0, T0 + 10 * 86_400, ATTRS)  # the clock moves on
@@ -87,7 +92,7 @@ def test_a_late_event_does_not_see_labels_known_after_it() -> None:
 
 
 def test_a_label_before_its_transaction_is_known_only_from_the_transaction_on() -> None:
-    eng = FeatureEngine()
+    eng = _engine()
     eng.update_raw("c", "m", 10.0, T0, ATTRS)
     eng.observe_label(KEY, True, event_ts=T0 + 50, label_ts=T0)  # label_ts < event_ts: nonsense
     assert all(v == 0.0 for v in _labels(eng.update_raw("c", "m", 1.0, T0 + 50, ATTRS)).values())
@@ -96,7 +101,7 @@ def test_a_label_before_its_transaction_is_known_only_from_the_transaction_on() 
 
 def test_a_merchant_only_key_teaches_only_the_merchant() -> None:
     """Label keys of older state name the merchant alone."""
-    eng = FeatureEngine()
+    eng = _engine()
     eng.update_raw("c", "m", 10.0, T0, ATTRS)
     eng.observe_label("m", True, T0, T0 + 1)
     got = _labels(eng.update_raw("c", "m", 1.0, T0 + 2, ATTRS))
@@ -105,7 +110,7 @@ def test_a_merchant_only_key_teaches_only_the_merchant() -> None:
 
 def test_a_merchant_id_of_older_state_that_looks_like_json_is_a_merchant() -> None:
     for merchant in ("[m", "[1]", '["a", "b"]'):
-        eng = FeatureEngine()
+        eng = _engine()
         eng.update_raw("c", merchant, 10.0, T0, ATTRS)
         eng.observe_label(merchant, True, T0, T0 + 1)
         x = eng.update_raw("c", merchant, 1.0, T0 + 2)
