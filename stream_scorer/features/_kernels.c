@@ -885,17 +885,6 @@ risk_region(RiskKernel *self, PyObject *obj, PyObject *off_obj, Py_buffer *view,
     return 0;
 }
 
-static int
-risk_put(PyObject *x, PyObject *name, double v)
-{
-    PyObject *f = PyFloat_FromDouble(v);
-    if (f == NULL)
-        return -1;
-    int rc = PyDict_SetItem(x, name, f);
-    Py_DECREF(f);
-    return rc;
-}
-
 /* read(buf, off, ts, x): RiskRing.read */
 static PyObject *
 risk_read(RiskKernel *self, PyObject *const *args, Py_ssize_t nargs)
@@ -917,9 +906,9 @@ risk_read(RiskKernel *self, PyObject *const *args, Py_ssize_t nargs)
     int rc = 0;
     if (last == 0.0) {
         for (int w = 0; w < self->n && rc == 0; w++) {
-            rc = risk_put(x, self->rate_names[w], self->prior_value);
+            rc = set_double(x, self->rate_names[w], self->prior_value);
             if (rc == 0)
-                rc = risk_put(x, self->label_names[w], 0.0);
+                rc = set_double(x, self->label_names[w], 0.0);
         }
         PyBuffer_Release(&view);
         if (rc < 0)
@@ -946,9 +935,9 @@ risk_read(RiskKernel *self, PyObject *const *args, Py_ssize_t nargs)
             for (long long d = lo; d <= hi; d++)
                 f += risk_get(frauds + py_mod(d, slots) * isz, isz);
         double rate = (n || self->pw) ? ((double)f + self->pf) / ((double)n + self->pw) : 0.0;
-        rc = risk_put(x, self->rate_names[w], rate);
+        rc = set_double(x, self->rate_names[w], rate);
         if (rc == 0)
-            rc = risk_put(x, self->label_names[w], log1p((double)n));
+            rc = set_double(x, self->label_names[w], log1p((double)n));
     }
     PyBuffer_Release(&view);
     if (rc < 0)
