@@ -16,6 +16,8 @@ MODULES = [
     "stream_scorer.state.changelog",
     "stream_scorer.kafka.lag",
     "stream_scorer.evaluation.dashboard",
+    "stream_scorer.demo",
+    "stream_scorer.demo_view",
 ]
 
 
