@@ -7,9 +7,10 @@ STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml stream_scorer/*/_*.c | c
 
 .PHONY: demo test test-fast lint kafka tools clean
 
-## demo: a local Kafka broker, the simulator, a worker and a live view (Ctrl-C stops all)
+## demo: a local Kafka broker, the simulator, two workers, the evaluator; a live view and the
+## operations page (Ctrl-C stops all). DEMO_ARGS passes options, e.g. DEMO_ARGS="--duration 300".
 demo: $(STAMP)
-	$(BIN)/stream-scorer demo
+	$(BIN)/stream-scorer demo $(DEMO_ARGS)
 
 ## test: every test (unit, integration over a real broker, faults), from nothing
 test: $(STAMP) kafka tools
