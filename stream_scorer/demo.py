@@ -110,6 +110,7 @@ class _Feed(threading.Thread):
         self.sim = Simulator(config, seed=o.seed)
         self.rng = random.Random(o.seed + 1)
         self.sent = self.bad = self.labels = 0
+        self.drift_began: float | None = None  # wall-clock time of the first drifted event
         self.stop_event = threading.Event()
         self.error: BaseException | None = None
 
@@ -153,6 +154,8 @@ class _Feed(threading.Thread):
                     value = orjson.dumps({k: v for k, v in event.items() if k != "is_fraud"})
                 send(topics.transactions, event["card_id"].encode(), value)
                 self.sent += 1
+                if self.sent == self.drift_at + 1:
+                    self.drift_began = time.time()
             send_labels(queue.pop_due(self.sim.clock))
             producer.poll(0)
             time.sleep(0.02)

@@ -19,6 +19,7 @@ from rich.table import Table
 from rich.text import Text
 
 from stream_scorer.config import Settings
+from stream_scorer.evaluation.alerts import rfc3339
 from stream_scorer.kafka.clients import make_consumer
 
 
@@ -204,6 +205,12 @@ def summary(
         f"  dead letters: {dead}",
         f"  alerts fired: {reader.fired}, resolved: {reader.resolved}",
     ]
+    began = getattr(feed, "drift_began", None)
+    drift_at = getattr(feed, "drift_at", None)
+    if began is not None:
+        lines.insert(2, f"  drift: from event {drift_at}, began {rfc3339(began)}")
+    elif drift_at is not None:
+        lines.insert(2, f"  drift: scheduled at event {drift_at}, not reached")
     for a in reader.alerts:
         lines.append(
             f"    {a.get('detected_at', '')} {a['status']:8} {a['detector']}:{a['subject']}"

@@ -1,9 +1,12 @@
 """`stream-scorer demo --duration`: the whole system runs, ends with its summary, and leaves nothing.
 
 The demo starts its own broker (no KAFKA_BOOTSTRAP_SERVERS), two workers, the evaluator and the
-simulator, for a short run with labels a few seconds late (so the quality figures exist). The
-test reads the summary's figures, then checks that no process of the demo's session is left,
-that the broker's process is gone and that the page's port is closed.
+simulator, for a run of under three minutes: labels 10 s late, the drift 75 s in (the demo's
+evaluator warms up for rate x (label delay + 30 s) scores, then takes its reference). The test
+reads the summary's figures: counts that add up, both workers scoring, quality figures, and a
+drift alert that fired and one that resolved within two minutes of the drift. Then it checks that
+no process of the demo's session is left, that the broker's process is gone and that the page's
+port is closed.
 """
 
 from __future__ import annotations
@@ -15,13 +18,16 @@ import socket
 import subprocess
 import sys
 import time
+from datetime import datetime
 from pathlib import Path
 
 import pytest
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-DURATION = 40
+DURATION = 160
+RATE = 400
+DRIFT_AFTER = 75
 
 
 def _session_processes(sid: int) -> list[str]:
@@ -55,15 +61,15 @@ def test_demo_runs_the_system_and_stops_cleanly(tmp_path):
     assert exe is not None
     env = {k: v for k, v in os.environ.items() if not k.startswith(("STREAM_SCORER_", "KAFKA_BOOTSTRAP"))}
     cmd = [
-        exe, "demo", "--duration", str(DURATION), "--rate", "300", "--label-delay", "3",
-        "--drift-after", "25", "--page-port", "0",
+        exe, "demo", "--duration", str(DURATION), "--rate", str(RATE), "--label-delay", "10",
+        "--drift-after", str(DRIFT_AFTER), "--page-port", "0",
     ]
     proc = subprocess.Popen(
         cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=tmp_path,
         start_new_session=True,
     )
     try:
-        out, _ = proc.communicate(timeout=DURATION + 240)
+        out, _ = proc.communicate(timeout=DURATION + 300)
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, 9)
@@ -86,13 +92,23 @@ def test_demo_runs_the_system_and_stops_cleanly(tmp_path):
     auc, ap = map(float, re.search(r"champion: ROC AUC ([\d.]+), AP ([\d.]+) over \d+ labelled", summary).groups())
     assert re.search(r"challenger: ROC AUC [\d.]+, AP [\d.]+", summary), summary
 
-    assert events > DURATION * 300 * 0.7, summary
+    assert events > DURATION * RATE * 0.7, summary
     assert labels > 0.8 * events, summary
     # Two workers shared the partitions; between them they scored or dead-lettered nearly all.
     assert all(n > 0 for n in per_worker) and sum(per_worker) == scores, summary
     assert 0 < dead <= bad and bad - dead <= 5, summary
     assert 0.97 * events <= scores + dead <= events, summary
-    assert resolved <= fired
+    # The drift: alerts fire after it, and one resolves within two minutes of its start.
+    drift_at, began = re.search(r"drift: from event (\d+), began (\S+)", summary).groups()
+    assert int(drift_at) == DRIFT_AFTER * RATE
+    began_at = datetime.fromisoformat(began.replace("Z", "+00:00"))
+    alerts = [
+        (datetime.fromisoformat(t.replace("Z", "+00:00")), status, key)
+        for t, status, key in re.findall(r"^\s+(\S+Z) (firing|resolved)\s+(\S+) statistic", summary, re.M)
+    ]
+    assert len(alerts) == fired + resolved, summary
+    assert fired >= 1 and 1 <= resolved <= fired, summary
+    assert any(status == "resolved" and (t - began_at).total_seconds() <= 120 for t, status, _ in alerts), summary
     assert 0.5 < auc <= 1.0 and 0.0 < ap <= 1.0, summary
     for topic in ("transactions", "scores", "transactions.dlq", "drift-alerts", "scorer-metrics", "labels"):
         assert re.search(rf"^\s+.+\s{re.escape(topic)}$", summary, re.M), topic
