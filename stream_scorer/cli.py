@@ -121,7 +121,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     _configure_logging(settings.model_copy(update={"log_level": "WARNING", "log_format": "text"}))
+    # Ctrl-C and SIGTERM both stop the demo cleanly, even when started from a shell that handed it
+    # SIGINT ignored (a background job of a script): the demo is an interactive command.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     options = DemoOptions(
         duration=args.duration, rate=args.rate, seed=args.seed, workers=args.workers,
         drift_after_s=args.drift_after, label_delay_s=args.label_delay, page_port=args.page_port,
