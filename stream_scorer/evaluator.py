@@ -179,6 +179,7 @@ class Evaluator:
         self.dashboard = Dashboard(window=f"last_{min(settings.evaluation.windows)}")
         self.server: MetricsServer | None = None
         self._lag_thread: threading.Thread | None = None
+        self._lag_stop = threading.Event()
         self._stop = threading.Event()
         self._consumer: Consumer | None = None
         self._producer: Producer | None = None
@@ -233,6 +234,7 @@ class Evaluator:
         )
         self._last_loop = time.monotonic()
         if ev.metrics_port is not None:
+            self._lag_stop.clear()
             self._lag_thread = threading.Thread(target=self._measure_lag, name="evaluator-lag", daemon=True)
             self._lag_thread.start()
 
@@ -254,7 +256,7 @@ class Evaluator:
         admin = admin_client(s)
         consumer = make_consumer(s, f"{self.group_id}-lag")
         try:
-            while not self._stop.wait(min(s.evaluation.publish_interval_s, 5.0)):
+            while not self._lag_stop.wait(min(s.evaluation.publish_interval_s, 5.0)):
                 try:
                     members = group_lag(admin, consumer, s.group_id, s.topics.transactions)
                 except KafkaException as exc:
@@ -311,7 +313,7 @@ class Evaluator:
             self._consumer = self._producer = None
             self._assigned = False
             if self._lag_thread is not None:
-                self._stop.set()
+                self._lag_stop.set()
                 self._lag_thread.join(15)
                 self._lag_thread = None
             if self.server is not None:
