@@ -117,12 +117,19 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from stream_scorer.demo import run_demo
+    from stream_scorer.demo import DemoOptions, run_demo
 
     settings = _settings(args)
     _configure_logging(settings.model_copy(update={"log_level": "WARNING", "log_format": "text"}))
+    # Ctrl-C and SIGTERM both stop the demo cleanly, even when started from a shell that handed it
+    # SIGINT ignored (a background job of a script): the demo is an interactive command.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
-    return run_demo(settings, duration=args.duration, rate=args.rate, seed=args.seed)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    options = DemoOptions(
+        duration=args.duration, rate=args.rate, seed=args.seed, workers=args.workers,
+        drift_after_s=args.drift_after, label_delay_s=args.label_delay, page_port=args.page_port,
+    )
+    return run_demo(settings, options)
 
 
 def cmd_kafka(args: argparse.Namespace) -> int:
@@ -358,11 +365,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--metrics-port", type=int, help="port of /metrics, /healthz and /readyz (0: any free port)")
     p.set_defaults(func=cmd_evaluate)
 
-    p = sub.add_parser("demo", help="local broker + simulator + worker, with a live view")
+    p = sub.add_parser(
+        "demo", help="the whole system: local broker, simulator, two workers, the evaluator; a live view and a page"
+    )
     _common(p)
     p.add_argument("--duration", type=float, default=None, help="seconds to run (default: until Ctrl-C)")
     p.add_argument("--rate", type=float, default=500.0, help="simulated events per second")
     p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--workers", type=int, default=2, help="scoring workers in the group")
+    p.add_argument(
+        "--drift-after", type=float, default=150.0, metavar="S",
+        help="seconds of events before the drift (amounts shift, card testing starts)",
+    )
+    p.add_argument("--label-delay", type=float, default=60.0, metavar="S", help="mean delay of a label")
+    p.add_argument(
+        "--page-port", type=int, default=9109, help="port of the operations page (another free one when taken)"
+    )
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("kafka", help="the local Apache Kafka broker (no Docker needed)")

@@ -1,161 +1,324 @@
-"""The demo: a local broker, the simulator, a worker, and a live view of what it scores.
+"""The demo: the whole system on one machine, with a live terminal view and the operations page.
 
-It is what the README's first command runs. It uses ``KAFKA_BOOTSTRAP_SERVERS`` (or
-``STREAM_SCORER_BOOTSTRAP_SERVERS``) when set, and otherwise starts the local broker.
+It is what the README's first command runs. In one process, on threads:
+
+1. a local Apache Kafka broker (:class:`~stream_scorer.kafka.launcher.LocalKafka`, a Java
+   process of its own), unless ``KAFKA_BOOTSTRAP_SERVERS`` (or ``STREAM_SCORER_BOOTSTRAP_SERVERS``)
+   names one;
+2. the simulator: transactions at ``rate`` events/s (a few malformed, for the dead-letter topic),
+   their labels about ``label_delay_s`` later on the labels topic, and a drift (amounts shift,
+   card testing starts) ``drift_after_s`` in;
+3. ``workers`` scoring workers in one consumer group, sharing the partitions;
+4. the side evaluator, whose port serves the operations page (``/``) and Prometheus (``/metrics``);
+5. a reader of the metrics and drift-alerts topics, which the live view (rich) shows.
+
+On Ctrl-C, SIGTERM or after ``duration`` seconds it stops them in the order data flows (feed,
+workers, evaluator, reader, broker), prints a summary, and leaves no process behind.
 """
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import random
+import socket
 import sys
 import tempfile
 import threading
 import time
-import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import orjson
-from river import metrics
 
 from stream_scorer.config import Settings
-from stream_scorer.kafka.admin import ensure_topics
-from stream_scorer.kafka.clients import make_consumer, make_producer
+from stream_scorer.demo_view import TopicReader, WorkerRow, render, summary
+from stream_scorer.evaluator import Evaluator
+from stream_scorer.kafka.admin import all_topics, ensure_topics
+from stream_scorer.kafka.clients import make_producer
 from stream_scorer.kafka.launcher import LocalKafka
-from stream_scorer.simulate import SimConfig, Simulator, malformed
+from stream_scorer.simulate import LabelQueue, SimConfig, Simulator, malformed
 from stream_scorer.worker import Worker
 
 logger = logging.getLogger(__name__)
+
+# The evaluator's windows, smaller than a production run's so that a drift a few minutes in is
+# measured against a reference of its own: after the warm-up (see demo_evaluation), 10,000 scores
+# of reference, then windows of 2,500.
+DEMO_EVALUATION: dict[str, Any] = {
+    "publish_interval_s": 2.0,
+    "reference_size": 10_000,
+    "drift_window": 2_500,
+    "performance_min_labels": 2_500,
+    "label_window": 2_500,
+    "cooldown_s": 600.0,
+}
+
+
+@dataclass
+class DemoOptions:
+    """What ``stream-scorer demo`` takes on its command line."""
+
+    duration: float | None = None
+    rate: float = 500.0
+    seed: int = 7
+    workers: int = 2
+    drift_after_s: float = 150.0
+    label_delay_s: float = 60.0
+    bad_share: float = 0.003
+    page_port: int = 9109
+
+
+def demo_evaluation(o: DemoOptions) -> dict[str, Any]:
+    """The evaluator's settings for the demo: the warm-up lasts until the models have learned from
+    30 s of labels. A reference taken earlier holds the scores of a model that has learned nothing
+    yet (the labels come a minute late), and the first labels then move the score distribution
+    enough to fire a prediction-drift alert long before the drift (seen with a 5,000-score warm-up:
+    psi:score at 40 s).
+
+    >>> w = demo_evaluation(DemoOptions(rate=500, label_delay_s=60))["warmup"]
+    >>> w, (w + 10_000 + 2_500) / 500 < DemoOptions().drift_after_s
+    (45000, True)
+    """
+    return {**DEMO_EVALUATION, "warmup": int(o.rate * (o.label_delay_s + 30.0))}
 
 
 def _external_bootstrap() -> str | None:
     return os.environ.get("STREAM_SCORER_BOOTSTRAP_SERVERS") or os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
 
 
-class _Feed(threading.Thread):
-    """Produces simulated transactions at ``rate`` events/s, with a few malformed ones."""
+def _free(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
 
-    def __init__(self, settings: Settings, rate: float, seed: int, bad_share: float) -> None:
+
+class _Feed(threading.Thread):
+    """The simulator: transactions (a few malformed) and, with their delay, their labels."""
+
+    def __init__(self, settings: Settings, o: DemoOptions) -> None:
         super().__init__(name="demo-feed", daemon=True)
-        self.settings, self.rate, self.bad_share = settings, rate, bad_share
-        self.sim = Simulator(SimConfig(events_per_second=rate, start=datetime.now(UTC)), seed=seed)
-        self.rng = random.Random(seed + 1)
-        self.sent = 0
+        self.settings, self.rate, self.bad_share, self.label_delay_s = settings, o.rate, o.bad_share, o.label_delay_s
+        self.drift_at = int(o.rate * o.drift_after_s)
+        config = SimConfig(events_per_second=o.rate, start=datetime.now(UTC), drift_at=self.drift_at)
+        self.sim = Simulator(config, seed=o.seed)
+        self.rng = random.Random(o.seed + 1)
+        self.sent = self.bad = self.labels = 0
+        self.drift_began: float | None = None  # wall-clock time of the first drifted event
         self.stop_event = threading.Event()
+        self.error: BaseException | None = None
 
     def run(self) -> None:
+        try:
+            self._run()
+        except BaseException as exc:
+            self.error = exc
+            logger.exception("the simulator failed")
+
+    def _run(self) -> None:
         producer = make_producer(self.settings)
-        topic = self.settings.topics.transactions
+        topics = self.settings.topics
+
+        def send(topic: str, key: bytes, value: bytes) -> None:
+            while True:
+                try:
+                    producer.produce(topic, value, key)
+                    return
+                except BufferError:
+                    producer.poll(0.05)
+
+        def send_labels(due: list[dict[str, Any]]) -> None:
+            for label in due:
+                send(topics.labels, label["card_id"].encode(), orjson.dumps(label))
+            self.labels += len(due)
+
+        queue = LabelQueue()
         t0 = time.monotonic()
         while not self.stop_event.is_set():
             due = int((time.monotonic() - t0) * self.rate) - self.sent
             for _ in range(min(due, 5_000)):
                 event = self.sim.next_event()
-                value = malformed(self.rng, event) if self.rng.random() < self.bad_share else orjson.dumps(event)
-                while True:
-                    try:
-                        producer.produce(topic, value, event["card_id"].encode())
-                        break
-                    except BufferError:
-                        producer.poll(0.05)
+                label = self.sim.label_for(event, self.label_delay_s)
+                send_labels(queue.push(datetime.fromisoformat(label["label_time"]).timestamp(), label))
+                # The workers learn from the labels topic, a minute later, not from the event.
+                if self.rng.random() < self.bad_share:
+                    value = malformed(self.rng, event)
+                    self.bad += 1
+                else:
+                    value = orjson.dumps({k: v for k, v in event.items() if k != "is_fraud"})
+                send(topics.transactions, event["card_id"].encode(), value)
                 self.sent += 1
+                if self.sent == self.drift_at + 1:
+                    self.drift_began = time.time()
+            send_labels(queue.pop_due(self.sim.clock))
             producer.poll(0)
-            time.sleep(0.01)
+            time.sleep(0.02)
         producer.flush(10)
 
 
-class _View(threading.Thread):
-    """Reads committed scores back, as any downstream reader would, and keeps a running AUC."""
+class _Loop(threading.Thread):
+    """Runs a worker's or the evaluator's loop, keeping what it raised."""
 
-    def __init__(self, settings: Settings) -> None:
-        super().__init__(name="demo-view", daemon=True)
-        self.settings = settings
-        self.auc = metrics.ROCAUC()
-        self.scores = 0
-        self.bands = {"approve": 0, "review": 0, "decline": 0}
-        self.stop_event = threading.Event()
+    def __init__(self, name: str, loop: Worker | Evaluator) -> None:
+        super().__init__(name=name, daemon=True)
+        self.loop = loop
+        self.error: BaseException | None = None
 
     def run(self) -> None:
-        consumer = make_consumer(self.settings, group_id=f"stream-scorer-demo-view-{uuid.uuid4().hex[:8]}")
-        consumer.subscribe([self.settings.topics.scores])
         try:
-            while not self.stop_event.is_set():
-                for msg in consumer.consume(1000, 0.2):
-                    if msg.error():
-                        continue
-                    rec = orjson.loads(msg.value() or b"")
-                    self.scores += 1
-                    self.bands[rec["band"]] += 1
-                    if rec.get("label") is not None:
-                        self.auc.update(rec["label"], rec["score"])
-        finally:
-            consumer.close()
+            self.loop.run()
+        except BaseException as exc:
+            self.error = exc
+            logger.exception("%s failed", self.name)
 
 
-def run_demo(settings: Settings, duration: float | None, rate: float, seed: int = 7, bad_share: float = 0.003) -> int:
-    """Run the demo until Ctrl-C or ``duration`` seconds; return the process exit code."""
+def run_demo(settings: Settings, options: DemoOptions) -> int:
+    """Run the demo until Ctrl-C or ``options.duration`` seconds; return the process exit code."""
     kafkas: list[LocalKafka] = []
     try:
-        return _run(settings, duration, rate, seed, bad_share, kafkas)
+        return _run(settings, options, kafkas)
     finally:
+        # The loops hold their Kafka clients in reference cycles: collect them while the broker
+        # still answers, not at interpreter exit after it stopped (librdkafka would then print
+        # connection errors on its way out).
+        gc.collect()
         for kafka in kafkas:
             kafka.close()
 
 
-def _run(
-    settings: Settings, duration: float | None, rate: float, seed: int, bad_share: float, kafkas: list[LocalKafka]
-) -> int:
-    kafka: LocalKafka | None = None
+def _run(settings: Settings, o: DemoOptions, kafkas: list[LocalKafka]) -> int:
+    from rich.console import Console
+    from rich.live import Live
+
+    console = Console()
+    # librdkafka's warnings as clients come and go (a producer closed mid-handshake) are noise here.
+    logging.getLogger("stream_scorer.kafka.librdkafka").setLevel(logging.ERROR)
     if _external_bootstrap() is None:
-        print("starting a local Apache Kafka broker (the first run fetches its jars with Maven)...", flush=True)
+        console.print("starting a local Apache Kafka broker (the first run fetches its jars with Maven)...")
         kafka = LocalKafka()
         kafkas.append(kafka)  # closed by run_demo, whatever way this returns
         kafka.start()
         settings = settings.model_copy(update={"bootstrap_servers": kafka.bootstrap_servers})
-    print(f"Kafka at {settings.bootstrap_servers}; topics: {', '.join(_topic_names(settings))}", flush=True)
-    ensure_topics(settings)
-    # A free port for /metrics (a worker may already hold 9108) and a fresh state directory.
-    state_dir = tempfile.mkdtemp(prefix="stream-scorer-demo-")
-    worker = Worker(settings.model_copy(update={"metrics_port": 0, "state_dir": Path(state_dir)}))
-    feed, view = _Feed(settings, rate, seed, bad_share), _View(settings)
-    worker_thread = threading.Thread(target=worker.run, name="worker", daemon=True)
-    for t in (worker_thread, feed, view):
-        t.start()
-    t0 = time.monotonic()
-    last = (t0, 0)
-    try:
-        while duration is None or time.monotonic() - t0 < duration:
-            time.sleep(2.0)
-            now = time.monotonic()
-            st = worker.stats
-            rate_now = (st.scored - last[1]) / (now - last[0])
-            last = (now, st.scored)
-            auc = f"{view.auc.get():.3f}" if view.scores else "-"
-            print(
-                f"[{now - t0:6.0f}s] produced {feed.sent:>8}  scored {st.scored:>8} ({rate_now:7.0f}/s)"
-                f"  dead letters {st.dead_letters:>5}  read back {view.scores:>8}"
-                f"  approve/review/decline {view.bands['approve']}/{view.bands['review']}/{view.bands['decline']}"
-                f"  running AUC {auc}",
-                flush=True,
+        pid = kafka.process.pid if kafka.process is not None else None
+        console.print(f"broker at {kafka.bootstrap_servers} (process {pid})")
+    page_port = o.page_port if o.page_port and _free(o.page_port) else 0
+    evaluation = settings.evaluation.model_copy(
+        update={**demo_evaluation(o), "metrics_port": page_port, "metrics_host": "127.0.0.1"}
+    )
+    settings = settings.model_copy(update={"evaluation": evaluation})
+    ensure_topics(settings, [*all_topics(settings), evaluation.metrics_topic])
+
+    state_root = Path(tempfile.mkdtemp(prefix="stream-scorer-demo-"))
+    workers = [
+        Worker(
+            settings.model_copy(
+                update={"metrics_port": 0, "state_dir": state_root / f"worker-{i}", "instance_id": f"demo-{i}"}
             )
-            if not worker_thread.is_alive():
-                print("the worker stopped unexpectedly", file=sys.stderr)
-                return 1
+        )
+        for i in range(1, o.workers + 1)
+    ]
+    loops = [_Loop(f"worker-{i}", w) for i, w in enumerate(workers, 1)]
+    evaluator = Evaluator(settings)
+    eval_loop = _Loop("evaluator", evaluator)
+    feed, reader = _Feed(settings, o), TopicReader(settings)
+    for t in (*loops, eval_loop, reader):
+        t.start()
+    page = _wait_page(evaluator, eval_loop)
+    console.print(f"operations page: {page}  (Prometheus: {page}metrics)")
+    feed.start()
+
+    window = f"last_{min(evaluation.windows)}"
+    rows = [WorkerRow(t.name) for t in loops]
+    t0 = time.monotonic()
+    last = (t0, [0] * len(workers))
+    header = ""
+    rc = 0
+
+    def frame() -> Any:
+        nonlocal last, header
+        now = time.monotonic()
+        lag = {m["member_id"]: m for m in evaluator.dashboard.lag}
+        for row, w, t, before in zip(rows, workers, loops, last[1], strict=True):
+            row.scored, row.dead_letters, row.alive = w.stats.scored, w.stats.dead_letters, t.is_alive()
+            row.rate = (row.scored - before) / max(now - last[0], 1e-9)
+            member = lag.get(_member_id(w) or "")
+            row.lag = member["lag"] if member else None
+            row.partitions = member["partitions"] if member else []
+        last = (now, [r.scored for r in rows])
+        elapsed = now - t0
+        header = (
+            f"stream-scorer demo · {elapsed:4.0f}s · Kafka {settings.bootstrap_servers} · operations page {page}"
+            + (f" · stops after {o.duration:.0f}s" if o.duration else " · Ctrl-C stops everything")
+        )
+        to_drift = feed.drift_at - feed.sent
+        drift = (
+            f"drift (amounts shift, card testing starts) at event {feed.drift_at:,}, in {to_drift / o.rate:.0f}s"
+            if to_drift > 0
+            else f"drift started {-to_drift / o.rate:.0f}s ago (event {feed.drift_at:,})"
+        )
+        feed_line = (
+            f"simulator: {feed.sent:,} transactions ({o.rate:.0f}/s, {feed.bad:,} malformed), {feed.labels:,} labels"
+            f" (about {o.label_delay_s:.0f}s late) · {drift}"
+        )
+        return render(header, feed_line, rows, reader, window)
+
+    watched: list[_Loop | _Feed] = [*loops, eval_loop, feed]
+    try:
+        with Live(frame(), console=console, refresh_per_second=2, transient=False) as live:
+            while o.duration is None or time.monotonic() - t0 < o.duration:
+                time.sleep(1.0)
+                live.update(frame())
+                failed = [(t.name, t.error) for t in watched if t.error is not None]
+                if failed:
+                    console.print(f"[red]{failed[0][0]} stopped: {failed[0][1]!r}[/red]")
+                    rc = 1
+                    break
     except KeyboardInterrupt:
-        print("\nstopping...", flush=True)
+        console.print("stopping...")
+    seconds = time.monotonic() - t0
+    # Stop in the order data flows: nothing new in, workers finish and commit, then the readers.
     feed.stop_event.set()
     feed.join(15)
-    worker.stop()
-    worker_thread.join(60)
-    view.stop_event.set()
-    view.join(10)
-    st = worker.stats
-    print(f"done: scored {st.scored}, dead letters {st.dead_letters}, learned from {st.learned} labels", flush=True)
-    return 0
+    for w in workers:
+        w.stop()
+    for t in loops:
+        t.join(60)
+    time.sleep(min(3.0, evaluation.publish_interval_s + 0.5))  # the evaluator reads the last scores
+    evaluator.stop()
+    eval_loop.join(60)
+    time.sleep(0.5)
+    reader.stop_event.set()
+    reader.join(15)
+    for row, w in zip(rows, workers, strict=True):
+        row.scored, row.dead_letters = w.stats.scored, w.stats.dead_letters
+    stuck = [t.name for t in (*loops, eval_loop, feed, reader) if t.is_alive()]
+    if stuck:
+        console.print(f"[red]still running after their deadline: {', '.join(stuck)}[/red]")
+        rc = 1
+    print("\n" + summary(seconds, feed, rows, reader, window, settings, broker_kept=not kafkas), flush=True)
+    sys.stdout.flush()
+    return rc
 
 
-def _topic_names(settings: Settings) -> list[str]:
-    t = settings.topics
-    return [t.transactions, t.scores, t.dlq, t.labels, t.drift_alerts]
+def _member_id(worker: Worker) -> str | None:
+    consumer = getattr(worker, "_consumer", None)
+    try:
+        return consumer.memberid() if consumer is not None else None
+    except Exception:  # not yet in the group, or closed
+        return None
+
+
+def _wait_page(evaluator: Evaluator, loop: _Loop, timeout: float = 30.0) -> str:
+    """The operations page's address, once the evaluator's server listens."""
+    deadline = time.monotonic() + timeout
+    while evaluator.server is None and loop.is_alive() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if evaluator.server is None:
+        return "(the evaluator's page did not start)"
+    return f"http://localhost:{evaluator.server.port}/"

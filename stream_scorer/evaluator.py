@@ -4,7 +4,10 @@ It runs in its own consumer group (``<group_id>-evaluator``), reads the scores a
 (read_committed), and drives a :class:`~stream_scorer.evaluation.monitor.Monitor`. Alerts go to the
 drift-alerts topic keyed ``detector:subject``; a metrics snapshot goes to the metrics topic every
 ``publish_interval_s`` seconds; Prometheus scrapes ``/metrics``; ``/healthz`` and ``/readyz`` answer
-probes.
+probes. The same port serves the operations page at ``/`` (stream_scorer/web/index.html), which
+polls ``/api/dashboard`` (a :class:`~stream_scorer.evaluation.dashboard.Dashboard`: the recent
+snapshots, the alerts, and the workers' lag, measured by a thread of its own every publish
+interval so that a slow group coordinator never holds the loop).
 
 Per batch (the steps, in the order correctness needs):
 
@@ -34,12 +37,14 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from stream_scorer.config import Settings
 from stream_scorer.evaluation.alerts import rfc3339
+from stream_scorer.evaluation.dashboard import Dashboard
 from stream_scorer.evaluation.monitor import Monitor
 from stream_scorer.events import SCHEMA_VERSION
 from stream_scorer.exceptions import ConfigError, DeliveryError
-from stream_scorer.kafka.admin import ensure_topics
+from stream_scorer.kafka.admin import admin_client, ensure_topics
 from stream_scorer.kafka.clients import make_consumer, make_producer
-from stream_scorer.metrics import MetricsServer, start_metrics_server
+from stream_scorer.kafka.lag import group_lag
+from stream_scorer.metrics import MetricsServer, Route, start_metrics_server
 
 logger = logging.getLogger(__name__)
 
@@ -171,7 +176,10 @@ class Evaluator:
         )
         self.stats = EvaluatorStats()
         self.metrics = EvaluatorMetrics()
+        self.dashboard = Dashboard(window=f"last_{min(settings.evaluation.windows)}")
         self.server: MetricsServer | None = None
+        self._lag_thread: threading.Thread | None = None
+        self._lag_stop = threading.Event()
         self._stop = threading.Event()
         self._consumer: Consumer | None = None
         self._producer: Producer | None = None
@@ -209,6 +217,7 @@ class Evaluator:
                     self.metrics.registry,
                     self.healthy,
                     self.ready,
+                    routes=self.routes(),
                 )
             except OSError as exc:
                 raise ConfigError(
@@ -224,6 +233,40 @@ class Evaluator:
             on_lost=self._on_revoke,
         )
         self._last_loop = time.monotonic()
+        if ev.metrics_port is not None:
+            self._lag_stop.clear()
+            self._lag_thread = threading.Thread(target=self._measure_lag, name="evaluator-lag", daemon=True)
+            self._lag_thread.start()
+
+    def routes(self) -> dict[str, Route]:
+        """The operations page (``/``) and its data (``/api/dashboard``)."""
+        from importlib.resources import files
+
+        def page() -> tuple[bytes, str]:
+            return files("stream_scorer").joinpath("web/index.html").read_bytes(), "text/html; charset=utf-8"
+
+        def data() -> tuple[bytes, str]:
+            return orjson.dumps(self.dashboard.get()), "application/json"
+
+        return {"/": page, "/index.html": page, "/api/dashboard": data}
+
+    def _measure_lag(self) -> None:
+        """Every publish interval, the worker group's lag per member on the transactions topic."""
+        s = self.settings
+        admin = admin_client(s)
+        consumer = make_consumer(s, f"{self.group_id}-lag")
+        try:
+            while not self._lag_stop.wait(min(s.evaluation.publish_interval_s, 5.0)):
+                try:
+                    members = group_lag(admin, consumer, s.group_id, s.topics.transactions)
+                except KafkaException as exc:
+                    logger.debug("lag of group %s: %s", s.group_id, exc)
+                    continue
+                self.dashboard.set_lag(s.group_id, [m.as_dict() for m in members])
+        except Exception:
+            logger.exception("measuring the workers' lag failed; the page shows none")
+        finally:
+            consumer.close()
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self._assigned = True
@@ -269,6 +312,10 @@ class Evaluator:
                 self._consumer.close()
             self._consumer = self._producer = None
             self._assigned = False
+            if self._lag_thread is not None:
+                self._lag_stop.set()
+                self._lag_thread.join(15)
+                self._lag_thread = None
             if self.server is not None:
                 self.server.close()
                 self.server = None
@@ -334,6 +381,7 @@ class Evaluator:
                 orjson.dumps(alert),
             )
             self.metrics.alerts.labels(alert["kind"], alert["status"]).inc()
+            self.dashboard.alert(alert)
             st.alerts += 1
             logger.info(
                 "drift alert %s %s:%s statistic=%.4g",
@@ -354,6 +402,7 @@ class Evaluator:
         assert self._producer is not None
         snapshot = self.monitor.get()
         self.metrics.observe(snapshot)
+        self.dashboard.observe(snapshot, time.time())
         record = {
             "schema_version": SCHEMA_VERSION,
             "evaluator": self.group_id,

@@ -32,6 +32,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 logger = logging.getLogger(__name__)
 
 Probe = Callable[[], bool]
+Route = Callable[[], tuple[bytes, str]]
+"""A page of the server: returns its body and content type."""
 
 
 class MetricsServer:
@@ -53,7 +55,7 @@ class MetricsServer:
 
 
 def _handler(
-    registry: CollectorRegistry, health: Probe, ready: Probe
+    registry: CollectorRegistry, health: Probe, ready: Probe, routes: dict[str, Route]
 ) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
@@ -70,6 +72,14 @@ def _handler(
                 self._send(
                     200 if ok else 503, b"ok\n" if ok else b"not ok\n", "text/plain; charset=utf-8"
                 )
+            elif path in routes:
+                try:
+                    body, content_type = routes[path]()
+                except Exception:
+                    logger.exception("page %s failed", path)
+                    self._send(500, b"error\n", "text/plain; charset=utf-8")
+                    return
+                self._send(200, body, content_type)
             else:
                 self._send(404, b"not found\n", "text/plain; charset=utf-8")
 
@@ -77,6 +87,7 @@ def _handler(
             self.send_response(code)
             self.send_header("Content-Type", content_type)
             self.send_header("Content-Length", str(len(body)))
+            self.send_header("Cache-Control", "no-store")
             self.end_headers()
             self.wfile.write(body)
 
@@ -94,18 +105,20 @@ def start_metrics_server(
     health: Probe | None = None,
     ready: Probe | None = None,
     setting: str | None = None,
+    routes: dict[str, Route] | None = None,
 ) -> MetricsServer:
     """Serve ``/metrics``, ``/healthz`` and ``/readyz`` on ``host:port`` from a daemon thread.
 
     ``port=0`` binds a free port (read it from :attr:`MetricsServer.port`). ``health`` and
     ``ready`` default to always true; a probe that raises counts as false (HTTP 503). With
     ``setting`` (the variable that names the port), a port that cannot be bound is a ConfigError.
+    ``routes`` adds pages by path (the evaluator's operations page at ``/``).
     """
     if registry is None:
         from prometheus_client import REGISTRY
 
         registry = REGISTRY
-    handler = _handler(registry, health or (lambda: True), ready or (lambda: True))
+    handler = _handler(registry, health or (lambda: True), ready or (lambda: True), routes or {})
     try:
         httpd = ThreadingHTTPServer((host, port), handler)
     except OSError as exc:

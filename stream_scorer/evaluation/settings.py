@@ -57,7 +57,10 @@ class EvaluationSettings(BaseModel):
         9109,
         ge=0,
         le=65535,
-        description="Port of /metrics, /healthz and /readyz; 0 picks a free one, None disables.",
+        description=(
+            "Port of the operations page (/), /metrics, /healthz and /readyz; 0 picks a free one, "
+            "None disables."
+        ),
     )
     metrics_host: str = Field("0.0.0.0", min_length=1)
 

@@ -177,6 +177,24 @@ def test_worker_can_scale(compose_config: dict[str, Any]) -> None:
     assert not worker.get("ports"), "a published port forbids --scale worker=N"
 
 
+def _published(svc: dict[str, Any]) -> set[tuple[int, int]]:
+    """(host port, container port) of a service's published ports, short or long syntax."""
+    out = set()
+    for p in svc.get("ports") or []:
+        if isinstance(p, dict):
+            out.add((int(p["published"]), int(p["target"])))
+        else:
+            host, _, target = str(p).rpartition(":")
+            out.add((int(host.rsplit(":", 1)[-1]), int(target)))
+    return out
+
+
+def test_evaluator_publishes_its_operations_page(compose_config: dict[str, Any]) -> None:
+    evaluator = compose_config["services"]["evaluator"]
+    port = int(_env(evaluator)["STREAM_SCORER_EVALUATION__METRICS_PORT"])
+    assert (port, port) in _published(evaluator), "the page at / needs the evaluator's port on the host"
+
+
 def test_every_command_exists_in_the_cli(compose_config: dict[str, Any]) -> None:
     parser = build_parser()
     subparsers = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]

@@ -1,4 +1,4 @@
-"""The examples in the docstrings of the worker's protocol modules run."""
+"""The examples in the docstrings of the worker's protocol modules (and the page's data) run."""
 
 from __future__ import annotations
 
@@ -14,6 +14,10 @@ MODULES = [
     "stream_scorer.kafka.offsets",
     "stream_scorer.kafka.deadline",
     "stream_scorer.state.changelog",
+    "stream_scorer.kafka.lag",
+    "stream_scorer.evaluation.dashboard",
+    "stream_scorer.demo",
+    "stream_scorer.demo_view",
 ]
 
 
