@@ -107,6 +107,15 @@ def cmd_run(args: argparse.Namespace) -> int:
     return rc
 
 
+def cmd_merchants(args: argparse.Namespace) -> int:
+    from stream_scorer.merchants.stage import MerchantStage
+
+    port = {"metrics_port": args.metrics_port} if args.metrics_port is not None else {}
+    settings = _settings(args, batch_size=args.batch_size, **port)
+    _configure_logging(settings)
+    return _run_until_signal(MerchantStage(settings))
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from stream_scorer.evaluator import Evaluator
 
@@ -359,6 +368,14 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
     p.add_argument("--batch-size", type=int, help="most records per batch")
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser(
+        "merchants", help="run a merchant stage: every merchant's features, whatever the partitions, for the workers"
+    )
+    _common(p)
+    p.add_argument("--batch-size", type=int, help="most records per batch")
+    p.add_argument("--metrics-port", type=int, help="port of /metrics, /healthz and /readyz (0: any free port)")
+    p.set_defaults(func=cmd_merchants)
 
     p = sub.add_parser("evaluate", help="run the side evaluator: live metrics, drift detection, alerts")
     _common(p)

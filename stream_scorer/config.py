@@ -89,6 +89,12 @@ class Settings(BaseSettings):
     pending: PendingSettings = Field(default_factory=PendingSettings)
     checkpoint: CheckpointSettings = Field(default_factory=CheckpointSettings)
     features: FeatureSettings = Field(default_factory=FeatureSettings)
+    merchant_features: Literal["stage", "partition"] = Field(
+        "stage",
+        description="stage: merchant features come from the merchant stage (`stream-scorer merchants`), which "
+        "sees every transaction and label of a merchant, whatever the partitions; partition: each worker keeps "
+        "its own partitions' view of a merchant (a 1/N share of it with N partitions; no stage to run).",
+    )
     processing_guarantee: Literal["exactly_once", "at_least_once"] = Field(
         "exactly_once",
         description="exactly_once: scores, dead letters, state and offsets commit in one Kafka "

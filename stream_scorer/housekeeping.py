@@ -78,11 +78,14 @@ class Housekeeper:
         if self.checkpointer is not None:
             self.checkpointer.save(self.scorer.champion, self.scorer.challenger)
 
-    def gauges_if_due(self, consumer: Any, owned: set[int]) -> None:
+    def gauges_if_due(self, consumer: Any, owned: set[int]) -> bool:
+        """Update the gauges if they are due; True if they were."""
         now = self.clock()
         if now - self.last_gauges >= GAUGES_EVERY_S:
             self.last_gauges = now
             update_gauges(self.metrics, self.scorer, consumer, len(owned))
+            return True
+        return False
 
 
 def update_gauges(m: Any, scorer: Any, consumer: Any, n_owned: int) -> None:

@@ -410,8 +410,10 @@ def scorer_from_checkpoint(
     )
 
 
-def build_scorer(settings: Settings) -> Scorer:
-    """A scorer with the feature engine of the settings, and the checkpointed models if any.
+def build_scorer(settings: Settings, table: Any = None) -> Scorer:
+    """A scorer with the feature engine of the settings, and the checkpointed models if any;
+    its engines read merchant features from ``table`` (a :class:`~.merchants.table.MerchantTable`)
+    when given.
 
     A checkpoint that fails its integrity check stops the worker (CheckpointError): a model of
     unknown origin never scores.
@@ -422,7 +424,7 @@ def build_scorer(settings: Settings) -> Scorer:
     from stream_scorer.model import checkpoint
 
     features = settings.features
-    factory = lambda: FeatureEngine(features)  # noqa: E731
+    factory = lambda: FeatureEngine(features, table)  # noqa: E731
     ck = settings.checkpoint
     if ck.path and ck.key is not None and Path(ck.path).exists():
         loaded = checkpoint.load(ck.path, ck.key.get_secret_value().encode())

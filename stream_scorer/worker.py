@@ -58,10 +58,13 @@ from stream_scorer.dedupe import Dedupe, input_reader
 from stream_scorer.events import Label
 from stream_scorer.features import card as card_layout
 from stream_scorer.housekeeping import Housekeeper
-from stream_scorer.kafka.admin import check_worker_topics, cluster_id
+from stream_scorer.kafka.admin import check_worker_topics, cluster_id, ensure_merchant_topics
 from stream_scorer.kafka.clients import make_consumer, make_producer
 from stream_scorer.kafka.offsets import Offsets, committed_offsets
 from stream_scorer.kafka.transactions import TransactionalProducer
+from stream_scorer.merchants.records import by_merchant_topic
+from stream_scorer.merchants.table import MerchantTable
+from stream_scorer.merchants.table_reader import TableReader
 from stream_scorer.metrics import MetricsServer, start_metrics_server
 from stream_scorer.model import kernels as model_kernels
 from stream_scorer.pipeline import build_scorer
@@ -83,10 +86,15 @@ class Worker:
         self.settings = s = settings
         self.stats = WorkerStats()
         self.decoder = Decoder.from_settings(s)
-        self.scorer = build_scorer(s)
-        self.state = StateStore(s, self.scorer)
-        self.eos = s.processing_guarantee == "exactly_once"
         self.metrics = WorkerMetrics()
+        self.table: MerchantTable | None = None
+        self.table_reader: TableReader | None = None
+        if s.merchant_features == "stage":
+            self.table = MerchantTable(s.features)
+            self.table_reader = TableReader(s, self.table, observe=self.metrics.table_staleness.observe)
+        self.scorer = build_scorer(s, self.table)
+        self.state = StateStore(s, self.scorer, self.table)
+        self.eos = s.processing_guarantee == "exactly_once"
         self.server: MetricsServer | None = None
         self._last_loop = time.monotonic()
         self.ready = threading.Event()
@@ -98,6 +106,8 @@ class Worker:
         self._lost_at: float | None = None
         """When the group last took our partitions away for lack of heartbeats (None: not lost)."""
         self._rebalances = 0  # rebalance callbacks run so far
+        self._by_merchant = by_merchant_topic(s.group_id)
+        self._stage_warned = False
         txn_id = f"{s.group_id}-{s.instance_id}" if self.eos else None
         self.out = TransactionalProducer(lambda extra: make_producer(s, **extra), txn_id, retrying=self._retrying)
         inputs = (s.topics.transactions, s.topics.labels)
@@ -121,6 +131,11 @@ class Worker:
                                                self.ready.is_set, setting="STREAM_SCORER_METRICS_PORT")
         check_worker_topics(s, self.changelog.topic)
         self.state.cluster_id = cluster_id(s)
+        if self.table is not None and self.table_reader is not None:
+            # The whole table before any partition: a worker never scores on a half-read table.
+            self.table.partitions = ensure_merchant_topics(s)
+            self.table_reader.open(self.table.partitions)
+            self.table_reader.bootstrap()
         self.out.start()
         consumer_extra: dict[str, Any] = {"partition.assignment.strategy": "range"}
         if "instance_id" in s.model_fields_set:
@@ -200,7 +215,10 @@ class Worker:
                     "C" if model_kernels.NATIVE and card_layout.NATIVE else "Python (C extensions not in use)")
         clean = False
         try:
+            reader = self.table_reader
             while not self._stop.is_set():
+                if reader is not None:
+                    reader.poll()
                 msgs = self._next_batch()
                 if msgs:
                     self.process_batch(msgs)
@@ -256,6 +274,8 @@ class Worker:
             if self._consumer is not None:
                 self._consumer.close()
             self._consumer = None
+            if self.table_reader is not None:
+                self.table_reader.close()
 
     def _housekeeping(self) -> None:
         """Per loop turn, not per event: commits of acknowledged units, gauges, snapshots and
@@ -263,7 +283,8 @@ class Worker:
         now = self._last_loop = time.monotonic()
         if self.commits.acks and not self.commits.confirm(self._consumer):
             self._rewind()
-        self.keeper.gauges_if_due(self._consumer, self._owned)
+        if self.keeper.gauges_if_due(self._consumer, self._owned):
+            self._table_gauges()
         if self._lost_at is not None and now - self._lost_at > CONSUMER_REJOIN_S:
             # After a broker restart librdkafka may keep asking a coordinator that no longer
             # exists (confluentinc/librdkafka#5511); a new consumer looks the coordinator up anew.
@@ -341,6 +362,8 @@ class Worker:
                 if apply_label(label.transaction_id, label.is_fraud, label.label_time.timestamp(), partition):
                     applied += 1
 
+        if self.table is not None and self.table.outbox:
+            self._send_to_merchants()
         commits.unit.add(next_offsets)
         commits.reports.produced += scored  # the dead letters count themselves
         self.stats.add_batch(len(msgs), scored, dead, labels, applied, self.scorer.stats.learned)
@@ -348,6 +371,37 @@ class Worker:
         if commits.unit.due():
             self._commit()
         self.metrics.batch_seconds.observe(time.perf_counter() - t0)
+
+    def _send_to_merchants(self) -> None:
+        """The batch's transactions and labels, keyed by merchant, to the merchant stage: in the
+        open transaction (exactly once) or counted in the unit's reports (at least once)."""
+        assert self.table is not None and self.out.producer is not None
+        outbox = self.table.outbox
+        topic, cb = self._by_merchant, self.commits.record_cb
+        produce = self.out.producer.produce
+        for partition, key, value in outbox:
+            try:
+                produce(topic, value, key, partition=partition, on_delivery=cb)
+            except BufferError:
+                self.out.produce_blocking(topic, value, key, cb, partition)
+        self.commits.reports.produced += len(outbox)
+        outbox.clear()
+
+    def _table_gauges(self) -> None:
+        table, reader = self.table, self.table_reader
+        if table is None or reader is None:
+            return
+        m = self.metrics
+        m.table_merchants.set(len(table.merchants))
+        m.table_lag.set(reader.lag())
+        if not self._stage_warned and table.applied == 0 and self.stats.scored >= 10_000:
+            self._stage_warned = True
+            logger.warning(
+                "%d transactions scored and no merchant state has arrived on %s: is a merchant stage "
+                "(stream-scorer merchants) running for group %s? Merchant features read as new merchants "
+                "until one does (or set STREAM_SCORER_MERCHANT_FEATURES=partition)",
+                self.stats.scored, reader.topic, self.settings.group_id,
+            )
 
     def _dead_letter(self, msg: Message, rejection: Rejection) -> None:
         value, headers = dead_letter(msg, rejection, self.settings.instance_id)
@@ -373,6 +427,8 @@ class Worker:
         consumer back to the committed offsets."""
         consumer = self._consumer
         assert consumer is not None
+        if self.table is not None:
+            self.table.outbox.clear()
         self.scorer.restore_models(self.commits.models_at_commit)
         assignment = consumer.assignment()
         committed = committed_offsets(consumer, assignment) if assignment else []

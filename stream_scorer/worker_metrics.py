@@ -78,6 +78,20 @@ class WorkerMetrics:
             p + "model_info", "The champion and challenger versions (value 1).", ["role", "version"], registry=r
         )
         self.partitions = Gauge(p + "assigned_partitions", "Partitions this worker owns.", registry=r)
+        self.table_merchants = Gauge(
+            p + "merchant_table_merchants", "Merchants in the worker's merchant table.", registry=r
+        )
+        self.table_lag = Gauge(
+            p + "merchant_table_lag", "Records of the merchant-features topic not yet read into the table.",
+            registry=r,
+        )
+        self.table_staleness = Histogram(
+            p + "merchant_table_staleness_seconds",
+            "From a card worker producing a transaction or label for the merchant stage to the merchant's new "
+            "state reaching this worker's table.",
+            buckets=(0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 2.0, 5.0, 10.0, 30.0),
+            registry=r,
+        )
 
     def add_batch(self, consumed: int, scored: int, dead: int, labels: int, applied: int, seconds: float) -> None:
         """One batch's counts, and its latency (from its arrival to its last score)."""

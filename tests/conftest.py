@@ -81,6 +81,9 @@ def make_settings(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory
             "state_dir": tmp_path_factory.mktemp("state"),
             "instance_id": f"w-{uuid.uuid4().hex[:6]}",
             "metrics_port": 0,
+            # Per-partition merchant features, so that a worker alone equals the backtest; the
+            # merchant stage's tests ask for "stage".
+            "merchant_features": "partition",
         }
         base.update(overrides)
         settings = Settings(**base)

@@ -144,6 +144,7 @@ def worker_env(settings: Settings, **more: str) -> dict[str, str]:
         STREAM_SCORER_STATE_DIR=str(settings.state_dir),
         STREAM_SCORER_INSTANCE_ID=settings.instance_id,
         STREAM_SCORER_PROCESSING_GUARANTEE=settings.processing_guarantee,
+        STREAM_SCORER_MERCHANT_FEATURES=settings.merchant_features,
         STREAM_SCORER_BATCH_SIZE=str(settings.batch_size),
         STREAM_SCORER_LOG_FORMAT="text",
         STREAM_SCORER_METRICS_PORT="0",
@@ -232,3 +233,91 @@ def kill_mid_stream(settings: Settings, n_events: int, kills: int, seed: int, lo
         proc.kill()
         proc.wait()
         done_kills += 1
+
+
+class StageThread:
+    """A merchant stage running in a thread, stopped gracefully by :meth:`stop`."""
+
+    def __init__(self, settings: Settings) -> None:
+        from stream_scorer.merchants.stage import MerchantStage
+
+        self.stage = MerchantStage(settings)
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        try:
+            self.stage.run()
+        except BaseException as exc:
+            self.error = exc
+
+    def start(self) -> StageThread:
+        self.thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.stage.stop()
+        self.thread.join(60)
+        assert not self.thread.is_alive(), "merchant stage did not stop within 60s"
+        if self.error is not None:
+            raise self.error
+
+
+def stage_caught_up(settings: Settings, timeout: float = 120.0) -> None:
+    """Wait until the merchant stage's group has committed everything on ``<group>.by-merchant``."""
+    from confluent_kafka import TopicPartition
+
+    from stream_scorer.merchants.records import by_merchant_topic, stage_group
+
+    topic = by_merchant_topic(settings.group_id)
+    c = Consumer({"bootstrap.servers": settings.bootstrap_servers, "group.id": stage_group(settings.group_id),
+                  "isolation.level": "read_committed"})
+    try:
+        n = len(c.list_topics(topic, timeout=10).topics[topic].partitions)
+        parts = [TopicPartition(topic, p) for p in range(n)]
+        deadline = time.monotonic() + timeout
+        while True:
+            highs = [c.get_watermark_offsets(tp, timeout=10, cached=False)[1] for tp in parts]
+            done = [max(tp.offset, 0) for tp in c.committed(parts, timeout=10)]
+            # A committed transaction ends with a marker: the last one or two offsets may be markers.
+            if all(h - d <= 1 for h, d in zip(highs, done, strict=True)) and sum(highs) > 0:
+                return
+            if time.monotonic() > deadline:
+                raise AssertionError(f"merchant stage behind: committed {done} of {highs}")
+            time.sleep(0.3)
+    finally:
+        c.close()
+
+
+def merchant_states(settings: Settings) -> dict[str, bytes]:
+    """The latest committed value of every merchant in ``<group>.merchant-features`` (tombstones
+    remove)."""
+    from stream_scorer.merchants.records import features_topic
+
+    c = Consumer({"bootstrap.servers": settings.bootstrap_servers, "group.id": f"reader-{uuid.uuid4().hex[:8]}",
+                  "isolation.level": "read_committed", "enable.auto.commit": False})
+    from confluent_kafka import TopicPartition
+
+    topic = features_topic(settings.group_id)
+    try:
+        n = len(c.list_topics(topic, timeout=10).topics[topic].partitions)
+        out: dict[str, bytes] = {}
+        for p in range(n):
+            tp = TopicPartition(topic, p)
+            _, high = c.get_watermark_offsets(tp, timeout=10, cached=False)
+            if high <= 0:
+                continue
+            c.assign([TopicPartition(topic, p, 0)])
+            deadline = time.monotonic() + 60
+            while c.position([tp])[0].offset < high:
+                assert time.monotonic() < deadline, f"reading {topic}[{p}] timed out"
+                for m in c.consume(1000, 0.5):
+                    if m.error() is None:
+                        key = m.key().decode()
+                        if m.value() is None:
+                            out.pop(key, None)
+                        else:
+                            out[key] = m.value()
+        return out
+    finally:
+        c.close()

@@ -27,6 +27,7 @@ import math
 import struct
 import zlib
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 import orjson
 
@@ -39,6 +40,9 @@ from stream_scorer.features.merchant import MerchantLayout, MerchantState
 from stream_scorer.features.novelty import CardMemory
 from stream_scorer.features.risk import RiskRing
 from stream_scorer.features.settings import FeatureSettings
+
+if TYPE_CHECKING:
+    from stream_scorer.merchants.table import MerchantTable
 
 SNAPSHOT_MAGIC = b"SSFE"
 SNAPSHOT_VERSION = 3
@@ -79,8 +83,14 @@ class FeatureEngine:
     names: tuple[str, ...] = FEATURE_NAMES
     """The features in output order (with default settings; an engine's own are on the instance)."""
 
-    def __init__(self, settings: FeatureSettings | None = None) -> None:
+    def __init__(
+        self, settings: FeatureSettings | None = None, table: MerchantTable | None = None
+    ) -> None:
         self.settings = s = settings or FeatureSettings()
+        self.table = table
+        """Where merchant features come from: ``None``, this engine's own merchants (one
+        partition's view: the backtest, score-file); else the merchant stage's global table,
+        which this engine tells of each transaction and label (the live worker)."""
         self.names = tuple(feature_catalog(s))
         self._memory = CardMemory(s.card_memory_slots)
         windows = tuple(s.risk_windows_days)
@@ -166,18 +176,31 @@ class FeatureEngine:
                 f"amount must be >= 0 and event time in (0, {_MAX_TS:g}): {amount}, {ts}"
             )
         x = {"log_amount": math.log1p(amount)}
-        m = self.merchants.get(merchant_id)
-        if m is None:
-            m = self._new_merchant(merchant_id)
+        table = self.table
         buf = self.cards.get(card_id)
         if buf is None:
             buf = self.cards[card_id] = self._card.new()
-        late = self._card.update(buf, amount, ts, m.mhash, x)
-        self._memory.update(buf, self._memory_at, attributes, x)
-        self._card_risk.read(buf, self._risk_at, ts, x)
-        if self._merchant.update(m, amount, ts, x) or late:
-            self.late_events += 1
-        self._merchant_risk.read(self.merchant_risk[merchant_id], 0, ts, x)
+        if table is None:
+            m = self.merchants.get(merchant_id)
+            if m is None:
+                m = self._new_merchant(merchant_id)
+            late = self._card.update(buf, amount, ts, m.mhash, x)
+            self._memory.update(buf, self._memory_at, attributes, x)
+            self._card_risk.read(buf, self._risk_at, ts, x)
+            if self._merchant.update(m, amount, ts, x) or late:
+                self.late_events += 1
+            self._merchant_risk.read(self.merchant_risk[merchant_id], 0, ts, x)
+            self._dirty_merchants.add(merchant_id)
+        else:
+            # The same features in the same order, the merchant's read from the global table.
+            mx: dict[str, float] = {}
+            mhash = table.read(merchant_id, ts, mx)
+            if self._card.update(buf, amount, ts, mhash, x):
+                self.late_events += 1
+            self._memory.update(buf, self._memory_at, attributes, x)
+            self._card_risk.read(buf, self._risk_at, ts, x)
+            x.update(mx)
+            table.send_event(merchant_id, ts, amount)
         if self._category_risk:
             self._read_categories(attributes, ts, x)
         if self._signals:
@@ -195,7 +218,6 @@ class FeatureEngine:
                 b.update(v)
             self._bins_dirty = True
         self._dirty_cards.add(card_id)
-        self._dirty_merchants.add(merchant_id)
         return x
 
     def _new_merchant(self, merchant_id: str) -> MerchantState:
@@ -252,12 +274,15 @@ class FeatureEngine:
             if isinstance(parsed, list) and len(parsed) == 5:
                 parts = parsed
         merchant_id = str(parts[0])
-        m = self.merchants.get(merchant_id)
-        if m is None:
-            m = self._new_merchant(merchant_id)
-        self._merchant.touch(m, known)
-        self._merchant_risk.fold(self.merchant_risk[merchant_id], 0, known, is_fraud)
-        self._dirty_merchants.add(merchant_id)
+        if self.table is not None:
+            self.table.send_label(merchant_id, known, is_fraud)
+        else:
+            m = self.merchants.get(merchant_id)
+            if m is None:
+                m = self._new_merchant(merchant_id)
+            self._merchant.touch(m, known)
+            self._merchant_risk.fold(self.merchant_risk[merchant_id], 0, known, is_fraud)
+            self._dirty_merchants.add(merchant_id)
         if len(parts) != 5:
             return
         _, card_id, mcc, country, channel = parts
@@ -510,9 +535,11 @@ class FeatureEngine:
         return header + _CRC.pack(zlib.crc32(body, zlib.crc32(header))) + body
 
     @classmethod
-    def restore(cls, data: bytes, settings: FeatureSettings | None = None) -> FeatureEngine:
+    def restore(
+        cls, data: bytes, settings: FeatureSettings | None = None, table: MerchantTable | None = None
+    ) -> FeatureEngine:
         """An engine with the state of :meth:`snapshot`'s bytes; StateError if they do not fit."""
-        eng = cls(settings)
+        eng = cls(settings, table)
         view = memoryview(data)
         try:
             magic, version, fingerprint, late, n_cards, n_merchants, n_categories = (

@@ -39,6 +39,7 @@ class MerchantState:
         "counts",
         "max_ts",
         "mhash",
+        "risk",
         "seen_ts",
         "sums",
     )
@@ -53,6 +54,9 @@ class MerchantState:
         # window's buckets before it.
         self.cache_heads = array("q", [-1] * n_levels)
         self.cache = array("d", bytes(16 * n_levels))
+        self.risk: bytearray | None = None
+        """The merchant's label-time risk ring (the merchant stage and its table keep it here;
+        the feature engine's own merchants keep theirs beside, in ``merchant_risk``)."""
 
 
 class MerchantLayout:
@@ -107,6 +111,30 @@ class MerchantLayout:
         ``ts + horizon_s``. The windows and ``max_ts`` do not change."""
         if ts > m.seen_ts:
             m.seen_ts = ts
+
+    def read(self, m: MerchantState, ts: float, x: dict[str, float]) -> None:
+        """Write the merchant's window features as of event time ``ts`` into ``x``; reads only.
+
+        As :meth:`py_update` reads, for an event within grace of the merchant's clock. An older
+        event reads the buckets up to its own that the rings still hold (an update would read
+        as of ``latest - grace``): a table fed from many partitions can be hours ahead of one
+        of them during a backfill, and must not show that partition the merchant's future.
+        """
+        max_ts = m.max_ts
+        if max_ts == -math.inf:
+            for *_, count_name, mean_name in self._level_params:
+                x[count_name] = 0.0
+                x[mean_name] = 0.0
+            return
+        counts, sums = m.counts, m.sums
+        for _, bucket_s, span, slots, off, end, count_name, mean_name in self._level_params:
+            k = int(ts // bucket_s)
+            head = int(max_ts // bucket_s)
+            c, s = _window(
+                counts, sums, off, end, slots, max(k - span + 1, head - slots + 1), min(k, head)
+            )
+            x[count_name] = math.log1p(c)
+            x[mean_name] = math.log1p(s / c) if c else 0.0
 
     def py_update(self, m: MerchantState, amount: float, ts: float, x: dict[str, float]) -> bool:
         """Write the merchant's features of this event into ``x``, fold it in; True if late."""

@@ -156,3 +156,29 @@ def check_worker_topics(settings: Settings, changelog: str) -> None:
     ensure_topics(settings, [changelog], compacted=[changelog], partitions=n_tx)
     if partition_count(settings, changelog) != n_tx:
         raise ConfigError(f"the state changelog {changelog!r} must have {n_tx} partitions")
+
+
+def ensure_merchant_topics(settings: Settings) -> int:
+    """Create the merchant stage's topics if missing (``<group>.by-merchant``, and the compacted
+    ``<group>.merchant-features`` with as many partitions), check them, and return their
+    partition count. Both the card workers and the merchant stage call this at start."""
+    from stream_scorer.merchants.records import by_merchant_topic, features_topic
+
+    by_merchant, features = by_merchant_topic(settings.group_id), features_topic(settings.group_id)
+    n = partition_count(settings, by_merchant)
+    if n == 0:
+        if not settings.create_topics:
+            raise ConfigError(
+                f"STREAM_SCORER_CREATE_TOPICS: topic {by_merchant!r} does not exist and topics are not created"
+            )
+        ensure_topics(settings, [by_merchant])
+        n = partition_count(settings, by_merchant)
+    if settings.create_topics:
+        ensure_topics(settings, [features], compacted=[features], partitions=n)
+    n_features = partition_count(settings, features)
+    if n_features != n:
+        raise ConfigError(
+            f"the merchant table {features!r} has {n_features} partitions and {by_merchant!r} has {n}: "
+            "they must match (a merchant's records and state share a partition number)"
+        )
+    return n

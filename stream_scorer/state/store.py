@@ -27,6 +27,7 @@ from pathlib import Path
 from stream_scorer.config import Settings
 from stream_scorer.exceptions import StateError
 from stream_scorer.features.engine import FeatureEngine
+from stream_scorer.merchants.table import MerchantTable
 from stream_scorer.model.pending import PendingStore
 from stream_scorer.pipeline import Scorer
 from stream_scorer.state import changelog
@@ -50,9 +51,11 @@ MAX_SNAPSHOT_AGE_S = 12 * 3600.0
 class StateStore:
     """Restore, log and snapshot the partition states of one :class:`Scorer`."""
 
-    def __init__(self, settings: Settings, scorer: Scorer) -> None:
+    def __init__(self, settings: Settings, scorer: Scorer, table: MerchantTable | None = None) -> None:
         self.settings = settings
         self.scorer = scorer
+        self.table = table
+        """The worker's merchant table, which restored engines read merchant features from."""
         self.topic = changelog.changelog_topic(settings)
         self.dir = Path(settings.state_dir) / settings.group_id
         self.names: tuple[str, ...] = tuple(FeatureEngine(settings.features).names)
@@ -173,7 +176,7 @@ class StateStore:
                 logger.info("partition %d: snapshot older than %.0fh, restoring from the changelog",
                             partition, MAX_SNAPSHOT_AGE_S / 3600)
                 return None
-            engine = FeatureEngine.restore(fbody, self.settings.features)
+            engine = FeatureEngine.restore(fbody, self.settings.features, self.table)
             pending = PendingStore.restore(pbody)
         except StateError as exc:
             logger.warning("partition %d: snapshot refused (%s); restoring from the changelog", partition, exc)

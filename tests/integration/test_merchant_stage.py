@@ -1,0 +1,70 @@
+"""The merchant stage over a real broker: card workers send it every transaction and label, it
+publishes whole merchants, and every card worker reads the same table."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+
+import orjson
+import pytest
+
+from stream_scorer.simulate import Simulator
+from tests.kafka_helpers import (
+    StageThread,
+    WorkerThread,
+    merchant_states,
+    produce_events,
+    read_all,
+    stage_caught_up,
+)
+from tests.merchant_helpers import compressed, decoded, differences, reference_states
+
+pytestmark = [pytest.mark.integration]
+
+
+def _wait_table(worker, n_merchants: int, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while len(worker.table.merchants) < n_merchants or worker.table_reader.lag() > 2:
+        assert time.monotonic() < deadline, (len(worker.table.merchants), n_merchants)
+        time.sleep(0.2)
+
+
+def test_two_workers_read_the_same_whole_merchant(make_settings):
+    settings = make_settings(merchant_features="stage", topics={"partitions": 6})
+    events = compressed(Simulator(seed=31).take(6_000))
+    stage = StageThread(settings).start()
+    a = WorkerThread(settings).start()
+    b = WorkerThread(settings.model_copy(update={"instance_id": settings.instance_id + "-b"})).start()
+    produce_events(settings, events)
+    deadline = time.monotonic() + 180
+    while a.worker.stats.scored + b.worker.stats.scored < len(events):
+        assert time.monotonic() < deadline, (a.worker.stats, b.worker.stats)
+        for t in (a, b, stage):
+            if t.error:
+                raise t.error
+        time.sleep(0.2)
+    assert a.worker._owned and b.worker._owned and not a.worker._owned & b.worker._owned
+    stage_caught_up(settings)
+    want = reference_states(events)
+    assert differences(decoded(merchant_states(settings)), want) == []
+    # Each worker's table holds every merchant whole, the same on both: a merchant's features
+    # read on either worker count the transactions of cards in the other's partitions too.
+    for w in (a, b):
+        _wait_table(w.worker, len(want))
+    assert differences(a.worker.table.merchants, want) == []
+    assert differences(b.worker.table.merchants, want) == []
+    mid, n = Counter(e["merchant_id"] for e in events).most_common(1)[0]
+    ts = max(m.max_ts for m in want.values()) + 1.0
+    xa: dict[str, float] = {}
+    xb: dict[str, float] = {}
+    a.worker.table.read(mid, ts, xa)
+    b.worker.table.read(mid, ts, xb)
+    assert xa == xb and round(xa["merchant_1h_log_count"], 9) == round(__import__("math").log1p(n), 9)
+    for t in (a, b, stage):
+        t.stop()
+    scores = read_all(settings, settings.topics.scores, expected=len(events))
+    ids = Counter(orjson.loads(m.value())["transaction_id"] for m in scores)
+    assert len(scores) == len(events) and set(ids) == {e["transaction_id"] for e in events}
+    # Staleness was measured: publications reached the tables.
+    assert a.worker.table_reader.recent and b.worker.table_reader.recent
