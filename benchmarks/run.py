@@ -16,12 +16,16 @@ One command measures, in one run, on this machine:
 7. **peer**: the same pipeline with Quix Streams (``benchmarks/quix_peer.py``), both guarantees;
 8. **long stream** (only with ``--only longstream``): a worker's CPU per event (the process's
    CPU time) over the first and the last 200,000 of 1,000,000 events on one partition, for this
-   tree and, in the same run, for ``--long-baseline`` (default 93eb3d0, before issue 17).
+   tree and, in the same run, for ``--long-baseline`` (default 93eb3d0, before issue 17);
+9. **merchant stage cost** (only with ``--only stagecost``): one worker over the same topic for
+   ``--stage-baseline`` (the commit before the merchant stage), this tree with per-partition
+   merchants, and this tree with the stage: wall time, and CPU per event of worker and stage.
 
     .venv/bin/python benchmarks/run.py                 # full, ~10-15 min on 2 cores
     .venv/bin/python benchmarks/run.py --quick         # < 3 min
     .venv/bin/python benchmarks/run.py --json out.json --profile
     .venv/bin/python benchmarks/run.py --only longstream  # ~15 min
+    .venv/bin/python benchmarks/run.py --only stagecost   # ~5 min
 
 Workers and the peer run as subprocesses (their own interpreter and GIL); the broker, the
 harness (producer, committed-offset watcher, score reader) and the workers share the machine's
@@ -279,6 +283,16 @@ class Broker:
         if p.flush(120) != 0:
             raise RuntimeError("pre-fill: records not acknowledged")
         return time.perf_counter() - t0
+
+    def high_watermarks(self, topic: str, partitions: int) -> int:
+        from confluent_kafka import Consumer, TopicPartition
+
+        c = Consumer({"bootstrap.servers": self.bootstrap, "group.id": "watermarks", "enable.auto.commit": False})
+        try:
+            return sum(c.get_watermark_offsets(TopicPartition(topic, p), timeout=10, cached=False)[1]
+                       for p in range(partitions))
+        finally:
+            c.close()
 
     def committed(self, group: str, topic: str, partitions: int) -> int:
         from confluent_kafka import Consumer, KafkaException, TopicPartition
@@ -706,6 +720,86 @@ def bench_longstream(ctx: Ctx, n: int, window: int, baseline: str | None) -> dic
     return out
 
 
+# -- 9. the merchant stage's cost -------------------------------------------------------------------
+
+
+def run_stage_cost(
+    ctx: Ctx, name: str, topic: str, partitions: int, n: int, tree: Path | None, mode: str | None
+) -> dict[str, Any]:
+    """One worker (this tree's, or the package exported to ``tree``) over ``topic``; with ``mode``
+    ``stage`` a ``stream-scorer merchants`` process too. Wall time until the worker committed all
+    ``n`` and the stage caught up; each process's own CPU seconds, per event."""
+    group, tag = f"bench-stage-{name}-{ctx.uid()}", ctx.uid()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("STREAM_SCORER_") or "KAFKA_" in k}
+    env.update(_worker_env(ctx, name, topic, group, tag))
+    env["STREAM_SCORER_TOPICS__PARTITIONS"] = str(partitions)
+    if mode is not None:
+        env["STREAM_SCORER_MERCHANT_FEATURES"] = mode
+    procs: list[Proc] = []
+    stage = None
+    t0 = time.perf_counter()
+    try:
+        if mode == "stage":
+            ctx.broker.create({f"{group}.by-merchant": partitions})
+            stage_env = dict(env, STREAM_SCORER_METRICS_PORT=str(free_port()))
+            stage = ctx.spawn(f"stage-{name}-{tag}", [CLI, "merchants"], stage_env)
+            procs.append(stage)
+        if tree is None:
+            worker = ctx.spawn(f"stagecost-{name}-{tag}", [CLI, "run"], env)
+        else:  # the same interpreter and environment, the other package first on the path
+            env["PYTHONPATH"] = str(tree)
+            worker = ctx.spawn(f"stagecost-{name}-{tag}", [PY, "-m", "stream_scorer.cli", "run"], env, cwd=tree)
+        procs.append(worker)
+        res = ctx.wait_committed(procs, group, topic, partitions, n, t0, timeout=1800)
+        worker_cpu = cpu_seconds(worker.popen.pid)
+        stage_cpu = 0.0
+        if stage is not None:
+            by_merchant = f"{group}.by-merchant"
+            deadline = time.monotonic() + 300
+            while True:
+                high = ctx.broker.high_watermarks(by_merchant, partitions)
+                done = ctx.broker.committed(f"{group}.merchants", by_merchant, partitions)
+                if done >= high - partitions:  # commit markers: one per partition at most
+                    break
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"merchant stage at {done} of {high}:\n{stage.tail()}")
+                time.sleep(0.2)
+            stage_cpu = cpu_seconds(stage.popen.pid)
+        seconds = time.perf_counter() - t0
+    finally:
+        for p in procs:
+            p.stop()
+    return {
+        "events": n, "seconds": seconds, "events_per_s": n / seconds,
+        "seconds_to_last_commit": res["seconds_to_last_commit"],
+        "cpu_us_per_event_worker": worker_cpu / n * 1e6,
+        "cpu_us_per_event_stage": stage_cpu / n * 1e6,
+        "cpu_us_per_event_total": (worker_cpu + stage_cpu) / n * 1e6,
+    }
+
+
+def bench_stage_cost(ctx: Ctx, n: int, baseline: str | None, partitions: int = 3) -> dict[str, Any]:
+    """The end-to-end cost of the merchant stage: one worker over ``n`` events on ``partitions``
+    partitions, for ``baseline`` (the commit before the stage), this tree with per-partition
+    merchants, and this tree with the stage (worker + stage process), all in this run."""
+    pairs = simulate(n, seed=23)
+    topic, fill = ctx.input_topic(partitions, pairs)
+    del pairs
+    gc.collect()
+    out: dict[str, Any] = {"events": n, "partitions": partitions, "prefill_seconds": fill}
+    if baseline:
+        tree = export_tree(baseline, ctx.work / f"tree-{baseline}")
+        out["baseline_rev"] = baseline
+        out["baseline"] = _safe(lambda: run_stage_cost(ctx, "baseline", topic, partitions, n, tree, None))
+    out["partition"] = _safe(lambda: run_stage_cost(ctx, "partition", topic, partitions, n, None, "partition"))
+    out["stage"] = _safe(lambda: run_stage_cost(ctx, "stage", topic, partitions, n, None, "stage"))
+    base = out.get("baseline") or {}
+    if "cpu_us_per_event_worker" in base and "cpu_us_per_event_total" in out["stage"]:
+        out["stage_total_over_baseline"] = out["stage"]["cpu_us_per_event_total"] / base["cpu_us_per_event_worker"]
+        out["stage_worker_over_baseline"] = out["stage"]["cpu_us_per_event_worker"] / base["cpu_us_per_event_worker"]
+    return out
+
+
 # -- 6. state --------------------------------------------------------------------------------------
 
 
@@ -959,6 +1053,19 @@ def table(r: dict[str, Any]) -> str:
                          f"x{f2(ratio)} {verdict(abs(ratio - 1.0) <= 0.10)}"))
         elif e:
             rows.append((f"8 long stream ({who})", "failed", "within 10%", "n/a"))
+    sc9 = r.get("stagecost") or {}
+    for who in ("baseline", "partition", "stage"):
+        e = sc9.get(who) or {}
+        if "cpu_us_per_event_total" in e:
+            name = {"baseline": sc9.get("baseline_rev", "baseline"), "partition": "this tree, per-partition merchants",
+                    "stage": "this tree, worker + merchant stage"}[who]
+            extra = f" (worker {f1(e['cpu_us_per_event_worker'])} + stage {f1(e['cpu_us_per_event_stage'])})" \
+                if who == "stage" else ""
+            ratio = _ratio(e["cpu_us_per_event_total"], _get(sc9, "baseline", "cpu_us_per_event_total"))
+            rows.append((f"9 merchant stage cost ({name})", f"{f1(e['cpu_us_per_event_total'])} us CPU/ev{extra}, "
+                         f"{f0(e['events_per_s'])} ev/s", "", "" if ratio is None else f"x{f2(ratio)} baseline"))
+        elif e:
+            rows.append((f"9 merchant stage cost ({who})", "failed", "", "n/a"))
     head = ("measure", "value", "target", "result")
     w = [max(len(x[i]) for x in [*rows, head]) for i in range(4)]
     line = lambda x: "  ".join(x[i].ljust(w[i]) for i in range(4)).rstrip()  # noqa: E731
@@ -991,13 +1098,16 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="small sizes, < 3 minutes")
     ap.add_argument("--json", default=str(BENCH / "results.json"), help="where to write the results")
     ap.add_argument("--profile", action="store_true", help="also profile the offline pipeline with py-spy")
-    ap.add_argument("--only", help="comma list of sections: limit,offline,e2e,quix,latency,scale,state,longstream "
-                    "(longstream runs only when named)")
+    ap.add_argument("--only", help="comma list of sections: limit,offline,e2e,quix,latency,scale,state,longstream,"
+                    "stagecost (longstream and stagecost run only when named)")
     ap.add_argument("--long-events", type=int, default=1_000_000, help="events of the long stream (one partition)")
     ap.add_argument("--long-window", type=int, default=200_000, help="events of its first and last windows")
     ap.add_argument("--long-baseline", default="93eb3d0",
                     help="git revision whose worker runs the long stream too, in the same run ('' : none)")
     ap.add_argument("--profile-worker", action="store_true", help="attach py-spy to the end-to-end workers")
+    ap.add_argument("--stage-events", type=int, default=100_000, help="events of the merchant stage's cost run")
+    ap.add_argument("--stage-baseline", default="ee6a149",
+                    help="git revision (before the merchant stage) whose worker runs the stage-cost stream too")
     ap.add_argument("--child-offline", type=int, help=argparse.SUPPRESS)
     args = ap.parse_args()
 
@@ -1054,7 +1164,7 @@ def main() -> None:
     save()
 
     work = Path(tempfile.mkdtemp(prefix="stream-scorer-bench-"))
-    broker_needed = sections & {"e2e", "quix", "latency", "scale", "state", "longstream"}
+    broker_needed = sections & {"e2e", "quix", "latency", "scale", "state", "longstream", "stagecost"}
     ctx: Ctx | None = None
     try:
         if broker_needed:
@@ -1109,6 +1219,11 @@ def main() -> None:
                  + (f", this tree and {args.long_baseline}" if args.long_baseline else ""))
             results["longstream"] = _safe(lambda: bench_longstream(
                 ctx, args.long_events, args.long_window, args.long_baseline or None))
+            save()
+        if ctx and "stagecost" in sections:
+            step(f"merchant stage cost: {args.stage_events:,} events, {args.stage_baseline or 'no baseline'} and "
+                 "this tree, per-partition merchants and the stage")
+            results["stagecost"] = _safe(lambda: bench_stage_cost(ctx, args.stage_events, args.stage_baseline or None))
             save()
         if ctx and "state" in sections and snap_engine is not None:
             step(f"worker start with a {len(snap_engine.cards):,}-card snapshot")

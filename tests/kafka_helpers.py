@@ -291,8 +291,8 @@ def stage_caught_up(settings: Settings, timeout: float = 120.0) -> None:
 
 def merchant_states(settings: Settings) -> dict[str, bytes]:
     """The latest committed value of every merchant in ``<group>.merchant-features`` (tombstones
-    remove)."""
-    from stream_scorer.merchants.records import features_topic
+    remove; the quantile sketches left out)."""
+    from stream_scorer.merchants.records import SKETCHES_KEY, features_topic
 
     c = Consumer({"bootstrap.servers": settings.bootstrap_servers, "group.id": f"reader-{uuid.uuid4().hex[:8]}",
                   "isolation.level": "read_committed", "enable.auto.commit": False})
@@ -312,7 +312,7 @@ def merchant_states(settings: Settings) -> dict[str, bytes]:
             while c.position([tp])[0].offset < high:
                 assert time.monotonic() < deadline, f"reading {topic}[{p}] timed out"
                 for m in c.consume(1000, 0.5):
-                    if m.error() is None:
+                    if m.error() is None and m.key() != SKETCHES_KEY:
                         key = m.key().decode()
                         if m.value() is None:
                             out.pop(key, None)

@@ -200,7 +200,6 @@ class FeatureEngine:
             self._memory.update(buf, self._memory_at, attributes, x)
             self._card_risk.read(buf, self._risk_at, ts, x)
             x.update(mx)
-            table.send_event(merchant_id, ts, amount)
         if self._category_risk:
             self._read_categories(attributes, ts, x)
         if self._signals:
@@ -211,7 +210,13 @@ class FeatureEngine:
         x["hour_cos"] = math.cos(day)
         x["dow_sin"] = math.sin(week)
         x["dow_cos"] = math.cos(week)
-        if self._bins:
+        if table is not None:
+            # The bins' edges too come from the whole stream: the stage counts the values.
+            values = tuple(x[b.feature] for b in self._bins)
+            if values:
+                table.read_bins(values, x)
+            table.send_event(merchant_id, ts, amount, values)
+        elif self._bins:
             for b in self._bins:
                 v = x[b.feature]
                 b.read(v, x)

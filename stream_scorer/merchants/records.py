@@ -2,7 +2,9 @@
 
 A record of ``<group>.by-merchant`` is keyed by the merchant id; its value is 17 bytes: a kind
 (``E``: a transaction, ``L``: a label), a time and a number (the amount of a transaction; 1.0 or
-0.0 for a fraud or genuine label, whose time is when it became known). Its partition is chosen
+0.0 for a fraud or genuine label, whose time is when it became known). A transaction then carries
+the values of the binned features (``FeatureSettings.bins``), 8 bytes each, which the stage counts
+in the quantile sketches that every worker reads its bin edges from. Its partition is chosen
 here (:func:`partition_of`), not by a client's partitioner, and the merchant stage publishes a
 merchant to the same partition of ``<group>.merchant-features``: each merchant's records and state
 live in one partition of each topic whatever client wrote them.
@@ -16,6 +18,10 @@ import zlib
 EVENT = b"E"
 LABEL = b"L"
 _RECORD = struct.Struct("<cdd")
+_VALUES: dict[int, struct.Struct] = {}
+SKETCHES_KEY = b"~quantile-sketches~" + b"~" * 110
+"""The key of a stage partition's quantile sketches in ``<group>.merchant-features``: 129 bytes,
+longer than any merchant id can be (128), so no merchant shares it."""
 
 
 def by_merchant_topic(group_id: str) -> str:
@@ -42,9 +48,15 @@ def partition_of(key: bytes, partitions: int) -> int:
     return zlib.crc32(key) % partitions
 
 
-def encode_event(ts: float, amount: float) -> bytes:
-    """A transaction at event time ``ts``."""
-    return _RECORD.pack(EVENT, ts, amount)
+def encode_event(ts: float, amount: float, values: tuple[float, ...] = ()) -> bytes:
+    """A transaction at event time ``ts``, with its binned features' ``values``."""
+    head = _RECORD.pack(EVENT, ts, amount)
+    if not values:
+        return head
+    st = _VALUES.get(len(values))
+    if st is None:
+        st = _VALUES[len(values)] = struct.Struct(f"<{len(values)}d")
+    return head + st.pack(*values)
 
 
 def encode_label(known_ts: float, is_fraud: bool) -> bytes:
@@ -52,15 +64,25 @@ def encode_label(known_ts: float, is_fraud: bool) -> bytes:
     return _RECORD.pack(LABEL, known_ts, 1.0 if is_fraud else 0.0)
 
 
-def decode(value: bytes | None) -> tuple[bytes, float, float]:
-    """``(kind, time, number)``; ``ValueError`` for anything else.
+def decode(value: bytes | None) -> tuple[bytes, float, float, tuple[float, ...]]:
+    """``(kind, time, number, binned values)``; ``ValueError`` for anything else.
 
     >>> decode(encode_label(10.0, True))
-    (b'L', 10.0, 1.0)
+    (b'L', 10.0, 1.0, ())
+    >>> decode(encode_event(10.0, 5.0, (1.5, 2.0)))
+    (b'E', 10.0, 5.0, (1.5, 2.0))
     """
-    if value is None or len(value) != _RECORD.size:
-        raise ValueError("not a by-merchant record (17 bytes)")
-    kind, ts, number = _RECORD.unpack(value)
+    if value is None or len(value) < _RECORD.size or (len(value) - _RECORD.size) % 8:
+        raise ValueError("not a by-merchant record (17 bytes and 8 a value)")
+    kind, ts, number = _RECORD.unpack_from(value, 0)
     if kind not in (EVENT, LABEL) or not (ts == ts and number == number):  # NaN
         raise ValueError(f"not a by-merchant record (kind {kind!r})")
-    return kind, ts, number
+    n = (len(value) - _RECORD.size) // 8
+    if not n:
+        return kind, ts, number, ()
+    if kind == LABEL:
+        raise ValueError("a by-merchant label carries no values")
+    st = _VALUES.get(n)
+    if st is None:
+        st = _VALUES[n] = struct.Struct(f"<{n}d")
+    return kind, ts, number, st.unpack_from(value, _RECORD.size)

@@ -37,6 +37,7 @@ from stream_scorer.kafka.offsets import Offsets, OpenUnit, committed_offsets, to
 from stream_scorer.kafka.transactions import Outcome, TransactionalProducer
 from stream_scorer.merchants import records
 from stream_scorer.merchants.book import MerchantBook
+from stream_scorer.merchants.sketches import SketchSet
 from stream_scorer.metrics import MetricsServer, start_metrics_server
 from stream_scorer.state import changelog
 
@@ -51,6 +52,9 @@ class StagePartition:
     dirty: dict[str, int] = field(default_factory=dict)
     """Merchant id -> wall-clock ms of the oldest record folded since its last publication."""
     evicted: set[str] = field(default_factory=set)
+    sketches: SketchSet | None = None
+    """The quantile sketches of the binned values of this partition's transactions."""
+    sketches_dirty: bool = False
     watermark: float = -math.inf
     """The latest time of any record of this partition (the eviction clock)."""
     next_sweep: float = -math.inf
@@ -189,10 +193,18 @@ class MerchantStage:
 
     def _restore(self, p: int) -> None:
         """Partition ``p``'s merchants from the features topic, as committed."""
-        part = self.parts[p] = StagePartition()
+        part = self.parts[p] = StagePartition(sketches=SketchSet(self.settings.features))
         book = self.book
 
         def apply(key: bytes, value: bytes | None) -> None:
+            if key == records.SKETCHES_KEY:
+                assert part.sketches is not None
+                if value is not None:
+                    try:
+                        part.sketches.loads(value)
+                    except StateError as exc:
+                        raise StateError(f"{self.out_topic}[{p}]: {exc}") from None
+                return
             ident = key.decode()
             if value is None:
                 part.merchants.pop(ident, None)
@@ -244,7 +256,7 @@ class MerchantStage:
                 continue
             key = msg.key()
             try:
-                kind, ts, number = decode(msg.value())
+                kind, ts, number, values = decode(msg.value())
                 ident = key.decode() if key else ""
             except (ValueError, UnicodeDecodeError):
                 refused += 1
@@ -259,6 +271,8 @@ class MerchantStage:
                 if fold_event(m, ts, number):
                     late += 1
                 events += 1
+                if values and part.sketches is not None and part.sketches.fold(values):
+                    part.sketches_dirty = True
             else:
                 fold_label(m, ts, number > 0.5)
                 labels += 1
@@ -314,6 +328,9 @@ class MerchantStage:
                 produce(self.out_topic, None, ident.encode(), cb, partition=p)
             tombstones += len(part.evicted)
             part.evicted.clear()
+            if part.sketches_dirty and part.sketches is not None:
+                produce(self.out_topic, part.sketches.dumps(), records.SKETCHES_KEY, cb, partition=p)
+                part.sketches_dirty = False
         offsets = self.unit.close()
         if self.eos:
             group = consumer.consumer_group_metadata()

@@ -29,6 +29,7 @@ from stream_scorer.features.merchant import MerchantState
 from stream_scorer.features.settings import FeatureSettings
 from stream_scorer.merchants import records
 from stream_scorer.merchants.book import MerchantBook
+from stream_scorer.merchants.sketches import MergedSketches, SketchSet
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +46,9 @@ class MerchantTable:
         """Partitions of ``<group>.by-merchant`` (set by the worker once it knows the topic)."""
         self.settle = settle
         self.merchants: dict[str, MerchantState] = {}
+        self.sketches = MergedSketches(settings)
+        """The quantile sketches of the binned features, summed over the stage's partitions."""
+        self._own_sketches = SketchSet(settings) if settle else None
         self.outbox: list[Outgoing] = []
         self.watermark = -math.inf
         """The latest time any merchant in the table was touched (its clock for eviction)."""
@@ -71,15 +75,28 @@ class MerchantTable:
             h = self._hashes[merchant_id] = merchant_hash(merchant_id)
         return h
 
-    def send_event(self, merchant_id: str, ts: float, amount: float) -> None:
-        """A transaction of ``merchant_id`` was scored: the merchant stage must fold it."""
-        if self.settle:
+    def read_bins(self, values: tuple[float, ...], x: dict[str, float]) -> None:
+        """The bin indicators of a transaction's binned feature ``values``, against the edges of
+        the sketches of the whole stream."""
+        if self._own_sketches is not None:
+            for b, v in zip(self._own_sketches.bins, values, strict=True):
+                b.read(v, x)
+        else:
+            self.sketches.read(values, x)
+
+    def send_event(
+        self, merchant_id: str, ts: float, amount: float, values: tuple[float, ...] = ()
+    ) -> None:
+        """A transaction of ``merchant_id`` was scored, with its binned features' ``values``:
+        the merchant stage must fold it."""
+        if self._own_sketches is not None:
             self.book.fold_event(self._settle(merchant_id), ts, amount)
+            self._own_sketches.fold(values)
             self._touch(ts)
             return
         key = merchant_id.encode()
         self.outbox.append(
-            (records.partition_of(key, self.partitions), key, records.encode_event(ts, amount))
+            (records.partition_of(key, self.partitions), key, records.encode_event(ts, amount, values))
         )
 
     def send_label(self, merchant_id: str, known_ts: float, is_fraud: bool) -> None:
@@ -105,8 +122,9 @@ class MerchantTable:
 
     # -- the topic's side -----------------------------------------------------------------------
 
-    def apply(self, key: bytes | None, value: bytes | None) -> int:
-        """One record of ``<group>.merchant-features`` (``None``: the merchant was evicted).
+    def apply(self, key: bytes | None, value: bytes | None, partition: int = 0) -> int:
+        """One record of ``<group>.merchant-features`` (``None``: the merchant was evicted), from
+        ``partition`` (a partition's quantile sketches replace its previous ones).
 
         Returns the wall-clock milliseconds of the oldest card-stage record this publication is
         the first to hold (0: none, a tombstone, or refused), from which the reader measures
@@ -115,6 +133,9 @@ class MerchantTable:
         """
         if not key:
             self.refused += 1
+            return 0
+        if key == records.SKETCHES_KEY:
+            self.sketches.apply(partition, value)
             return 0
         try:
             merchant_id = key.decode()

@@ -119,7 +119,7 @@ class TableReader:
                 if err.fatal():
                     raise KafkaException(err)
                 continue
-            source_ms = apply(msg.key(), msg.value())
+            source_ms = apply(msg.key(), msg.value(), msg.partition())  # type: ignore[arg-type]
             got += 1
             if staleness and source_ms:
                 lag = max(0.0, (now_ms - source_ms) / 1000.0)

@@ -36,6 +36,10 @@ def test_two_workers_read_the_same_whole_merchant(make_settings):
     stage = StageThread(settings).start()
     a = WorkerThread(settings).start()
     b = WorkerThread(settings.model_copy(update={"instance_id": settings.instance_id + "-b"})).start()
+    deadline = time.monotonic() + 60
+    while not (a.worker._owned and b.worker._owned and len(a.worker._owned | b.worker._owned) == 6):
+        assert time.monotonic() < deadline, "the two workers did not share the partitions"
+        time.sleep(0.2)
     produce_events(settings, events)
     deadline = time.monotonic() + 180
     while a.worker.stats.scored + b.worker.stats.scored < len(events):
@@ -66,5 +70,8 @@ def test_two_workers_read_the_same_whole_merchant(make_settings):
     scores = read_all(settings, settings.topics.scores, expected=len(events))
     ids = Counter(orjson.loads(m.value())["transaction_id"] for m in scores)
     assert len(scores) == len(events) and set(ids) == {e["transaction_id"] for e in events}
+    # The bins' sketches are the whole stream's on both workers: every transaction counted once.
+    assert [b.n for b in a.worker.table.sketches.bins] == [len(events)] * 3
+    assert [b.n for b in b.worker.table.sketches.bins] == [len(events)] * 3
     # Staleness was measured: publications reached the tables.
     assert a.worker.table_reader.recent and b.worker.table_reader.recent

@@ -53,8 +53,11 @@ def test_the_engine_sends_each_transaction_and_label_to_the_merchants_partition(
     eng.observe_label(eng.label_key(t), True, t.event_ts, t.event_ts + 5.0)
     key = t.merchant_id.encode()
     p = records.partition_of(key, 6)
+    assert records.decode(table.outbox[0][2])[3] == (
+        math.log1p(t.amount), 1.0, 0.0
+    ), "the binned features' values go along: log_amount, card_amount_ratio, card_24h_log_count"
     assert table.outbox == [
-        (p, key, records.encode_event(t.event_ts, t.amount)),
+        (p, key, records.encode_event(t.event_ts, t.amount, records.decode(table.outbox[0][2])[3])),
         (p, key, records.encode_label(t.event_ts + 5.0, True)),
     ]
     assert not [k for k in eng.dirty_keys() if k.startswith("m:")], "no merchant state in the partition"
@@ -132,9 +135,40 @@ def test_the_table_applies_states_and_tombstones_and_evicts_idle_merchants():
 
 
 def test_by_merchant_records_round_trip_and_others_are_refused():
-    assert records.decode(records.encode_event(5.0, 12.5)) == (records.EVENT, 5.0, 12.5)
-    assert records.decode(records.encode_label(6.0, False)) == (records.LABEL, 6.0, 0.0)
-    for bad in (None, b"", b"x" * 17, records.encode_event(5.0, 1.0)[:-1]):
+    assert records.decode(records.encode_event(5.0, 12.5)) == (records.EVENT, 5.0, 12.5, ())
+    assert records.decode(records.encode_event(5.0, 12.5, (1.0, 2.0))) == (records.EVENT, 5.0, 12.5, (1.0, 2.0))
+    assert records.decode(records.encode_label(6.0, False)) == (records.LABEL, 6.0, 0.0, ())
+    label_with_values = records.encode_label(6.0, False) + bytes(8)
+    for bad in (None, b"", b"x" * 17, records.encode_event(5.0, 1.0)[:-1], label_with_values):
         with pytest.raises(ValueError):
             records.decode(bad)
     assert {records.partition_of(f"m{i}".encode(), 6) for i in range(200)} == set(range(6))
+
+
+def test_sketches_summed_over_partitions_are_the_sketch_of_the_whole_stream():
+    """The stage counts each partition's values; a worker sums the counts: the edges are those of
+    one sketch that saw everything, which no partition's own sketch is."""
+    from stream_scorer.merchants.sketches import MergedSketches, SketchSet
+
+    settings = FeatureSettings(bins=("log_amount",), bin_refresh_every=100, bin_min_count=100)
+    whole = SketchSet(settings)
+    parts = [SketchSet(settings) for _ in range(4)]
+    merged = MergedSketches(settings)
+    import random
+
+    rng = random.Random(1)
+    for i in range(4_000):
+        v = math.log1p(rng.lognormvariate(3.0, 1.0))
+        whole.fold((v,))
+        parts[i % 4].fold((v,))
+        if i % 500 == 499:  # partitions publish now and then; later counts replace earlier ones
+            for p, sk in enumerate(parts):
+                merged.apply(p, sk.dumps())
+    for p, sk in enumerate(parts):
+        merged.apply(p, sk.dumps())
+    whole.bins[0].refresh()
+    assert merged.bins[0].cells == whole.bins[0].cells and merged.bins[0].n == 4_000
+    assert list(merged.bins[0].edges) == list(whole.bins[0].edges)
+    assert list(parts[0].bins[0].edges) != list(whole.bins[0].edges), "one partition alone differs"
+    merged.apply(9, b"not sketches")
+    assert merged.refused == 1
