@@ -95,6 +95,12 @@ class Settings(BaseSettings):
         "sees every transaction and label of a merchant, whatever the partitions; partition: each worker keeps "
         "its own partitions' view of a merchant (a 1/N share of it with N partitions; no stage to run).",
     )
+    learning: Literal["stage", "worker"] = Field(
+        "stage",
+        description="stage: workers also send each labelled feature vector to the stage's learner, which trains one "
+        "model on every worker's labels and publishes it; each worker adopts the latest between commits (and learns "
+        "its own labels until the next). worker: each worker's model learns only its own partitions' labels.",
+    )
     processing_guarantee: Literal["exactly_once", "at_least_once"] = Field(
         "exactly_once",
         description="exactly_once: scores, dead letters, state and offsets commit in one Kafka "

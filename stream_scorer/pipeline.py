@@ -156,6 +156,9 @@ class Scorer:
         self._with_features = s.with_features
         self.frozen = frozen
         """Frozen models learn nothing; labels still reach the feature engine (merchant risk)."""
+        self.learn_outbox: list[tuple[dict[str, float], bool]] | None = None
+        """When a list, every (features, label) learned is also put here, for a learner that
+        trains one model on every worker's labels (see :mod:`stream_scorer.merchants.learning`)."""
 
     # -- models -----------------------------------------------------------------------------------
 
@@ -359,6 +362,20 @@ class Scorer:
             if evict is not None:
                 evict(wm)
 
+    def learn_features(self, x: dict[str, float], y: bool) -> None:
+        """Teach champion and challenger one labelled feature vector (a shared scaler learns once)."""
+        champion, challenger = self.champion, self.challenger
+        scaling = champion.scaling
+        if isinstance(challenger, OnlineLogit) and challenger.scaling is scaling:
+            scaled = scaling.learn(x)  # once for both (see OnlineLogit.share_scaling)
+            champion.learn_scaled(x, scaled, y)
+            challenger.learn_scaled(x, scaled, y)
+        else:
+            champion.learn(x, y)
+            if challenger is not None:
+                challenger.learn(x, y)
+        self.stats.learned += 1
+
     def _learn(
         self,
         st: PartitionState,
@@ -369,17 +386,9 @@ class Scorer:
         label_ts: float,
     ) -> None:
         if not self.frozen:
-            champion, challenger = self.champion, self.challenger
-            scaling = champion.scaling
-            if isinstance(challenger, OnlineLogit) and challenger.scaling is scaling:
-                scaled = scaling.learn(x)  # once for both (see OnlineLogit.share_scaling)
-                champion.learn_scaled(x, scaled, y)
-                challenger.learn_scaled(x, scaled, y)
-            else:
-                champion.learn(x, y)
-                if challenger is not None:
-                    challenger.learn(x, y)
-            self.stats.learned += 1
+            self.learn_features(x, y)
+            if self.learn_outbox is not None:
+                self.learn_outbox.append((x, y))
         observe = getattr(st.engine, "observe_label", None)
         if observe is not None:
             observe(label_key, y, event_ts, label_ts)

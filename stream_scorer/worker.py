@@ -58,10 +58,12 @@ from stream_scorer.dedupe import Dedupe, input_reader
 from stream_scorer.events import Label
 from stream_scorer.features import card as card_layout
 from stream_scorer.housekeeping import Housekeeper
-from stream_scorer.kafka.admin import check_worker_topics, cluster_id, ensure_merchant_topics
+from stream_scorer.kafka.admin import check_worker_topics, cluster_id, ensure_learning_topics, ensure_merchant_topics
 from stream_scorer.kafka.clients import make_consumer, make_producer
 from stream_scorer.kafka.offsets import Offsets, committed_offsets
 from stream_scorer.kafka.transactions import TransactionalProducer
+from stream_scorer.merchants.learning import encode_example, learn_topic, names_crc
+from stream_scorer.merchants.model_reader import ModelReader
 from stream_scorer.merchants.records import by_merchant_topic
 from stream_scorer.merchants.table import MerchantTable
 from stream_scorer.merchants.table_reader import TableReader
@@ -94,6 +96,13 @@ class Worker:
             self.table_reader = TableReader(s, self.table, observe=self.metrics.table_staleness.observe)
         self.scorer = build_scorer(s, self.table)
         self.state = StateStore(s, self.scorer, self.table)
+        self.model_reader: ModelReader | None = None
+        if s.learning == "stage":
+            self.scorer.learn_outbox = []
+            self.model_reader = ModelReader(s, self.state.names)
+        self._learn_topic = learn_topic(s.group_id)
+        self._names = self.state.names
+        self._names_crc = names_crc(self.state.names)
         self.eos = s.processing_guarantee == "exactly_once"
         self.server: MetricsServer | None = None
         self._last_loop = time.monotonic()
@@ -136,6 +145,12 @@ class Worker:
             self.table.partitions = ensure_merchant_topics(s)
             self.table_reader.open(self.table.partitions)
             self.table_reader.bootstrap()
+        if self.model_reader is not None:
+            # The model of every label so far, before any partition (see merchants.learning).
+            ensure_learning_topics(s)
+            self.model_reader.open()
+            self.model_reader.bootstrap()
+            self._adopt_model()
         self.out.start()
         consumer_extra: dict[str, Any] = {"partition.assignment.strategy": "range"}
         if "instance_id" in s.model_fields_set:
@@ -215,10 +230,13 @@ class Worker:
                     "C" if model_kernels.NATIVE and card_layout.NATIVE else "Python (C extensions not in use)")
         clean = False
         try:
-            reader = self.table_reader
+            reader, models = self.table_reader, self.model_reader
             while not self._stop.is_set():
                 if reader is not None:
                     reader.poll()
+                if models is not None:
+                    models.poll()
+                    self._adopt_model()
                 msgs = self._next_batch()
                 if msgs:
                     self.process_batch(msgs)
@@ -276,6 +294,8 @@ class Worker:
             self._consumer = None
             if self.table_reader is not None:
                 self.table_reader.close()
+            if self.model_reader is not None:
+                self.model_reader.close()
 
     def _housekeeping(self) -> None:
         """Per loop turn, not per event: commits of acknowledged units, gauges, snapshots and
@@ -364,6 +384,8 @@ class Worker:
 
         if self.table is not None and self.table.outbox:
             self._send_to_merchants()
+        if self.scorer.learn_outbox:
+            self._send_to_learner()
         commits.unit.add(next_offsets)
         commits.reports.produced += scored  # the dead letters count themselves
         self.stats.add_batch(len(msgs), scored, dead, labels, applied, self.scorer.stats.learned)
@@ -386,6 +408,34 @@ class Worker:
                 self.out.produce_blocking(topic, value, key, cb, partition)
         self.commits.reports.produced += len(outbox)
         outbox.clear()
+
+    def _send_to_learner(self) -> None:
+        """The batch's labelled feature vectors to the shared learner, as the merchant records go."""
+        assert self.out.producer is not None and self.scorer.learn_outbox is not None
+        outbox = self.scorer.learn_outbox
+        topic, cb, names, crc = self._learn_topic, self.commits.record_cb, self._names, self._names_crc
+        produce = self.out.producer.produce
+        for x, y in outbox:
+            value = encode_example(x, y, names, crc)
+            try:
+                produce(topic, value, None, partition=0, on_delivery=cb)
+            except BufferError:
+                self.out.produce_blocking(topic, value, None, cb, 0)
+        self.commits.reports.produced += len(outbox)
+        outbox.clear()
+
+    def _adopt_model(self) -> None:
+        """Score with the learner's latest model, between commits only: the model at the last
+        commit (the rollback point) becomes the adopted one."""
+        reader = self.model_reader
+        if reader is None or self.commits.open:
+            return
+        models = reader.take(self.scorer.stats.learned)
+        if models is None:
+            return
+        self.scorer.restore_models(models)  # a copy: ``models`` stays as the rollback point
+        self.commits.models_at_commit = models
+        self.metrics.model_adoptions.inc()
 
     def _table_gauges(self) -> None:
         table, reader = self.table, self.table_reader
@@ -420,6 +470,8 @@ class Worker:
         """Steps 3-5 (:meth:`stream_scorer.commits.Commits.commit`); rewind if rolled back."""
         if not self.commits.commit(self._consumer, wait, self.keeper.sync_due()):
             self._rewind()
+        elif self.model_reader is not None:
+            self._adopt_model()
 
     def _rewind(self) -> None:
         """Forget what was not committed: state back to the changelog, the models back to their
@@ -429,6 +481,8 @@ class Worker:
         assert consumer is not None
         if self.table is not None:
             self.table.outbox.clear()
+        if self.scorer.learn_outbox:
+            self.scorer.learn_outbox.clear()
         self.scorer.restore_models(self.commits.models_at_commit)
         assignment = consumer.assignment()
         committed = committed_offsets(consumer, assignment) if assignment else []

@@ -78,6 +78,9 @@ class WorkerMetrics:
             p + "model_info", "The champion and challenger versions (value 1).", ["role", "version"], registry=r
         )
         self.partitions = Gauge(p + "assigned_partitions", "Partitions this worker owns.", registry=r)
+        self.model_adoptions = Counter(
+            p + "model_adoptions", "Models published by the shared learner that this worker adopted.", registry=r
+        )
         self.table_merchants = Gauge(
             p + "merchant_table_merchants", "Merchants in the worker's merchant table.", registry=r
         )

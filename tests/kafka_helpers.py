@@ -264,29 +264,36 @@ class StageThread:
 
 
 def stage_caught_up(settings: Settings, timeout: float = 120.0) -> None:
-    """Wait until the merchant stage's group has committed everything on ``<group>.by-merchant``."""
+    """Wait until the merchant stage's group has committed every record of ``<group>.by-merchant``
+    (and of ``<group>.learn``, when it exists): no committed record lies past its committed offset."""
     from confluent_kafka import TopicPartition
 
+    from stream_scorer.merchants.learning import learn_topic
     from stream_scorer.merchants.records import by_merchant_topic, stage_group
 
-    topic = by_merchant_topic(settings.group_id)
-    c = Consumer({"bootstrap.servers": settings.bootstrap_servers, "group.id": stage_group(settings.group_id),
-                  "isolation.level": "read_committed"})
+    group = stage_group(settings.group_id)
+    c = Consumer({"bootstrap.servers": settings.bootstrap_servers, "group.id": group,
+                  "isolation.level": "read_committed", "enable.auto.commit": False})
+    probe = Consumer({"bootstrap.servers": settings.bootstrap_servers, "group.id": f"probe-{uuid.uuid4().hex[:8]}",
+                      "isolation.level": "read_committed", "enable.auto.commit": False})
     try:
-        n = len(c.list_topics(topic, timeout=10).topics[topic].partitions)
-        parts = [TopicPartition(topic, p) for p in range(n)]
+        md = c.list_topics(timeout=10).topics
+        parts = [TopicPartition(t, p) for t in (by_merchant_topic(settings.group_id), learn_topic(settings.group_id))
+                 if t in md for p in md[t].partitions]
         deadline = time.monotonic() + timeout
         while True:
-            highs = [c.get_watermark_offsets(tp, timeout=10, cached=False)[1] for tp in parts]
-            done = [max(tp.offset, 0) for tp in c.committed(parts, timeout=10)]
-            # A committed transaction ends with a marker: the last one or two offsets may be markers.
-            if all(h - d <= 1 for h, d in zip(highs, done, strict=True)) and sum(highs) > 0:
+            done = c.committed(parts, timeout=10)
+            # Transaction markers sit past the last record: look for a record, not at the offsets.
+            probe.assign([TopicPartition(tp.topic, tp.partition, max(tp.offset, 0)) for tp in done])
+            left = [m for m in probe.consume(100, 1.0) if m.error() is None]
+            if not left and all(tp.offset >= 0 for tp in done):
                 return
             if time.monotonic() > deadline:
-                raise AssertionError(f"merchant stage behind: committed {done} of {highs}")
+                raise AssertionError(f"merchant stage behind: committed {[tp.offset for tp in done]}")
             time.sleep(0.3)
     finally:
         c.close()
+        probe.close()
 
 
 def merchant_states(settings: Settings) -> dict[str, bytes]:

@@ -182,3 +182,15 @@ def ensure_merchant_topics(settings: Settings) -> int:
             "they must match (a merchant's records and state share a partition number)"
         )
     return n
+
+
+def ensure_learning_topics(settings: Settings) -> None:
+    """Create the shared learner's topics if missing: ``<group>.learn`` (one partition: one
+    learning order) and the compacted ``<group>.model``."""
+    from stream_scorer.merchants.learning import learn_topic, model_topic
+
+    if not settings.create_topics:
+        return
+    learn, model = learn_topic(settings.group_id), model_topic(settings.group_id)
+    ensure_topics(settings, [learn], partitions=1)
+    ensure_topics(settings, [model], compacted=[model], partitions=1)

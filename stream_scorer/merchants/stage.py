@@ -31,12 +31,13 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from stream_scorer.config import Settings
 from stream_scorer.exceptions import StateError
 from stream_scorer.features.merchant import MerchantState
-from stream_scorer.kafka.admin import ensure_merchant_topics
+from stream_scorer.kafka.admin import ensure_learning_topics, ensure_merchant_topics
 from stream_scorer.kafka.clients import make_consumer, make_producer
 from stream_scorer.kafka.offsets import Offsets, OpenUnit, committed_offsets, topic_partitions
 from stream_scorer.kafka.transactions import Outcome, TransactionalProducer
 from stream_scorer.merchants import records
 from stream_scorer.merchants.book import MerchantBook
+from stream_scorer.merchants.learning import MODEL_KEY, Learner, learn_topic, model_topic
 from stream_scorer.merchants.sketches import SketchSet
 from stream_scorer.metrics import MetricsServer, start_metrics_server
 from stream_scorer.state import changelog
@@ -71,6 +72,7 @@ class StageStats:
     aborts: int = 0
     restores: int = 0
     late: int = 0
+    examples: int = 0
 
     def as_dict(self) -> dict[str, int]:
         return dict(vars(self))
@@ -83,6 +85,7 @@ class StageMetrics:
         self.registry = r = CollectorRegistry()
         p = "stream_scorer_merchant_stage_"
         self.records = Counter(p + "records", "Records folded, by kind.", ["kind"], registry=r)
+        self.examples = Counter(p + "examples_learned", "Labelled feature vectors the learner learned.", registry=r)
         self.refused = Counter(p + "records_refused", "Records that were not by-merchant records.", registry=r)
         self.published = Counter(p + "states_published", "Merchant states published.", registry=r)
         self.tombstones = Counter(p + "tombstones", "Idle merchants evicted (tombstones published).", registry=r)
@@ -109,6 +112,12 @@ class MerchantStage:
         self.out_topic = records.features_topic(s.group_id)
         self.eos = s.processing_guarantee == "exactly_once"
         self.parts: dict[int, StagePartition] = {}
+        self.learning = s.learning == "stage"
+        self.learn_topic = learn_topic(s.group_id)
+        self.model_topic = model_topic(s.group_id)
+        self.learner: Learner | None = None
+        """The shared model's learner, while this member owns ``<group>.learn`` (see
+        :mod:`.learning`)."""
         self.stats = StageStats()
         self.metrics = StageMetrics()
         self.unit = OpenUnit(s.commit_interval_s)
@@ -136,9 +145,13 @@ class MerchantStage:
                 setting="STREAM_SCORER_METRICS_PORT",
             )
         ensure_merchant_topics(s)
+        topics = [self.in_topic]
+        if self.learning:
+            ensure_learning_topics(s)
+            topics.append(self.learn_topic)
         self.out.start()
         self._consumer = make_consumer(s, group_id=self.group, **{"partition.assignment.strategy": "range"})
-        self._consumer.subscribe([self.in_topic], on_assign=self._on_assign, on_revoke=self._on_revoke,
+        self._consumer.subscribe(topics, on_assign=self._on_assign, on_revoke=self._on_revoke,
                                  on_lost=self._on_lost)
         logger.info("merchant stage started: group=%s %s -> %s guarantee=%s", self.group, self.in_topic,
                     self.out_topic, s.processing_guarantee)
@@ -165,7 +178,10 @@ class MerchantStage:
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         for tp in partitions:
-            self._restore(tp.partition)
+            if tp.topic == self.learn_topic:
+                self._restore_learner()
+            else:
+                self._restore(tp.partition)
         self.ready.set()
         logger.info("merchant stage assigned partitions %s", sorted(tp.partition for tp in partitions))
 
@@ -173,7 +189,10 @@ class MerchantStage:
         if self.unit.batches:
             self._commit()
         for tp in partitions:
-            self.parts.pop(tp.partition, None)
+            if tp.topic == self.learn_topic:
+                self.learner = None
+            else:
+                self.parts.pop(tp.partition, None)
         logger.info("merchant stage revoked partitions %s", sorted(tp.partition for tp in partitions))
 
     def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
@@ -184,8 +203,11 @@ class MerchantStage:
                 self.out.abort()
             self.unit.committed()
         for tp in partitions:
-            self.parts.pop(tp.partition, None)
-        if self.parts:
+            if tp.topic == self.learn_topic:
+                self.learner = None
+            else:
+                self.parts.pop(tp.partition, None)
+        if self.parts or self.learner is not None:
             self._rewind()
         logger.warning("merchant stage lost partitions %s", sorted(tp.partition for tp in partitions))
 
@@ -222,12 +244,30 @@ class MerchantStage:
         self.stats.restores += 1
         logger.info("merchant stage partition %d restored: %d merchants from %d records", p, len(part.merchants), n)
 
+    def _restore_learner(self) -> None:
+        """The learner, from the latest published model (a new one if none)."""
+        learner = Learner(self.settings)
+        latest: list[bytes] = []
+
+        def apply(key: bytes, value: bytes | None) -> None:
+            if key == MODEL_KEY and value is not None:
+                latest[:] = [value]
+
+        read_partition = changelog.read_partition
+        n, _ = read_partition(self.settings, 0, 0, apply, topic=self.model_topic)
+        if latest:
+            learner.loads(latest[0])
+        self.learner = learner
+        logger.info("learner restored: %d examples learned (%d records read)", learner.examples, n)
+
     def _rewind(self) -> None:
         """Back to the last commit: every owned partition restored, the consumer at its offsets."""
         consumer = self._consumer
         assert consumer is not None
         for p in list(self.parts):
             self._restore(p)
+        if self.learner is not None:
+            self._restore_learner()
         assignment = consumer.assignment()
         for tp in committed_offsets(consumer, assignment) if assignment else []:
             consumer.seek(TopicPartition(tp.topic, tp.partition, tp.offset if tp.offset >= 0 else OFFSET_BEGINNING))
@@ -241,7 +281,8 @@ class MerchantStage:
         book, parts, decode = self.book, self.parts, records.decode
         fold_event, fold_label = book.fold_event, book.fold_label
         offsets: Offsets = {}
-        events = labels = refused = late = 0
+        events = labels = refused = late = examples = 0
+        learn, learner = self.learn_topic, self.learner
         for msg in msgs:
             err = msg.error()
             if err is not None:
@@ -250,7 +291,15 @@ class MerchantStage:
                 logger.warning("merchant stage: consumer error: %s", err)
                 continue
             p: int = msg.partition()  # type: ignore[assignment]
-            offsets[(self.in_topic, p)] = msg.offset() + 1  # type: ignore[operator]
+            topic: str = msg.topic()  # type: ignore[assignment]
+            offsets[(topic, p)] = msg.offset() + 1  # type: ignore[operator]
+            if topic == learn:
+                if learner is not None:
+                    if learner.fold(msg.value()):
+                        examples += 1
+                    else:
+                        refused += 1
+                continue
             part = parts.get(p)
             if part is None:  # not (or no longer) ours
                 continue
@@ -285,11 +334,13 @@ class MerchantStage:
         st.events += events
         st.labels += labels
         st.late += late
+        st.examples += examples
         if refused:
             if not st.refused:
                 logger.error("merchant stage: %s holds records that are not by-merchant records", self.in_topic)
             st.refused += refused
             self.metrics.refused.inc(refused)
+        self.metrics.examples.inc(examples)
         self.metrics.records.labels("event").inc(events)
         self.metrics.records.labels("label").inc(labels)
 
@@ -331,6 +382,10 @@ class MerchantStage:
             if part.sketches_dirty and part.sketches is not None:
                 produce(self.out_topic, part.sketches.dumps(), records.SKETCHES_KEY, cb, partition=p)
                 part.sketches_dirty = False
+        learner = self.learner
+        if learner is not None and learner.dirty:
+            produce(self.model_topic, learner.dumps(), MODEL_KEY, cb, partition=0)
+            learner.dirty = False
         offsets = self.unit.close()
         if self.eos:
             group = consumer.consumer_group_metadata()

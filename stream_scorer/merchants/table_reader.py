@@ -67,7 +67,7 @@ class TableReader:
         t0 = time.monotonic()
         ends = {}
         for tp in self._partitions:
-            low, high = consumer.get_watermark_offsets(TopicPartition(tp.topic, tp.partition), timeout=30, cached=False)
+            low, high = watermarks(consumer, TopicPartition(tp.topic, tp.partition), t0 + timeout_s)
             if high > low:
                 ends[tp.partition] = high
         n = 0
@@ -145,3 +145,16 @@ class TableReader:
         if self._consumer is not None:
             self._consumer.close()
         self._consumer = None
+
+
+def watermarks(consumer: Consumer, tp: TopicPartition, deadline: float) -> tuple[int, int]:
+    """A partition's watermarks, waiting while its leader is not known yet (a topic just made)."""
+    while True:
+        try:
+            low, high = consumer.get_watermark_offsets(tp, timeout=10, cached=False)
+            return int(low), int(high)
+        except KafkaException as exc:
+            err = exc.args[0]
+            if (not err.retriable() and "LEADER" not in err.name()) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)

@@ -75,3 +75,33 @@ def test_two_workers_read_the_same_whole_merchant(make_settings):
     assert [b.n for b in b.worker.table.sketches.bins] == [len(events)] * 3
     # Staleness was measured: publications reached the tables.
     assert a.worker.table_reader.recent and b.worker.table_reader.recent
+
+
+def test_workers_adopt_one_model_learned_from_every_label(make_settings):
+    settings = make_settings(merchant_features="stage", learning="stage", topics={"partitions": 4})
+    events = compressed(Simulator(seed=32).take(3_000))
+    stage = StageThread(settings).start()
+    a = WorkerThread(settings).start()
+    b = WorkerThread(settings.model_copy(update={"instance_id": settings.instance_id + "-b"})).start()
+    deadline = time.monotonic() + 60
+    while not (a.worker._owned and b.worker._owned):
+        assert time.monotonic() < deadline, "the two workers did not share the partitions"
+        time.sleep(0.2)
+    produce_events(settings, events)
+    deadline = time.monotonic() + 180
+    # Each worker learned only its own partitions' labels; the model both adopt learned them all.
+    while not all(w.worker.model_reader.adopted_examples == len(events) for w in (a, b)):
+        assert time.monotonic() < deadline, [w.worker.model_reader.adopted_examples for w in (a, b)]
+        for t in (a, b, stage):
+            if t.error:
+                raise t.error
+        time.sleep(0.2)
+    assert 0 < a.worker.stats.learned < len(events) and 0 < b.worker.stats.learned < len(events)
+    assert a.worker.stats.learned + b.worker.stats.learned == len(events)
+    assert stage.stage.learner is not None and stage.stage.learner.examples == len(events)
+    wa = dict(a.worker.scorer.champion.state()["weights"])
+    wb = dict(b.worker.scorer.champion.state()["weights"])
+    assert wa == wb and wa == dict(stage.stage.learner.scorer.champion.state()["weights"])
+    assert a.worker.metrics.model_adoptions._value.get() >= 1
+    for t in (a, b, stage):
+        t.stop()
