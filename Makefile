@@ -7,8 +7,8 @@ STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml stream_scorer/*/_*.c | c
 
 .PHONY: demo test test-fast lint kafka tools clean
 
-## demo: a local Kafka broker, the simulator, two workers, the evaluator; a live view and the
-## operations page (Ctrl-C stops all). DEMO_ARGS passes options, e.g. DEMO_ARGS="--duration 300".
+## demo: a local Kafka broker, the simulator, two workers, a merchant stage, the evaluator; a live
+## view and the operations page (Ctrl-C stops all). DEMO_ARGS passes options, e.g. DEMO_ARGS="--duration 300".
 demo: $(STAMP)
 	$(BIN)/stream-scorer demo $(DEMO_ARGS)
 

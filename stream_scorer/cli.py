@@ -383,7 +383,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser(
-        "demo", help="the whole system: local broker, simulator, two workers, the evaluator; a live view and a page"
+        "demo",
+        help="the whole system: local broker, simulator, two workers, a merchant stage, the evaluator; a live view"
+        " and a page",
     )
     _common(p)
     p.add_argument("--duration", type=float, default=None, help="seconds to run (default: until Ctrl-C)")

@@ -9,11 +9,14 @@ It is what the README's first command runs. In one process, on threads:
    their labels about ``label_delay_s`` later on the labels topic, and a drift (amounts shift,
    card testing starts) ``drift_after_s`` in;
 3. ``workers`` scoring workers in one consumer group, sharing the partitions;
-4. the side evaluator, whose port serves the operations page (``/``) and Prometheus (``/metrics``);
-5. a reader of the metrics and drift-alerts topics, which the live view (rich) shows.
+4. a merchant stage (:class:`~stream_scorer.merchants.stage.MerchantStage`), which folds what the
+   workers send it by merchant and publishes the merchant table they read (unless
+   ``STREAM_SCORER_MERCHANT_FEATURES=partition``);
+5. the side evaluator, whose port serves the operations page (``/``) and Prometheus (``/metrics``);
+6. a reader of the metrics and drift-alerts topics, which the live view (rich) shows.
 
 On Ctrl-C, SIGTERM or after ``duration`` seconds it stops them in the order data flows (feed,
-workers, evaluator, reader, broker), prints a summary, and leaves no process behind.
+workers, merchant stage, evaluator, reader, broker), prints a summary, and leaves no process behind.
 """
 
 from __future__ import annotations
@@ -33,13 +36,15 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+from prometheus_client import CollectorRegistry
 
 from stream_scorer.config import Settings
-from stream_scorer.demo_view import TopicReader, WorkerRow, render, summary
+from stream_scorer.demo_view import StageRow, TopicReader, WorkerRow, render, summary
 from stream_scorer.evaluator import Evaluator
-from stream_scorer.kafka.admin import all_topics, ensure_topics
+from stream_scorer.kafka.admin import all_topics, ensure_merchant_topics, ensure_topics
 from stream_scorer.kafka.clients import make_producer
 from stream_scorer.kafka.launcher import LocalKafka
+from stream_scorer.merchants.stage import MerchantStage
 from stream_scorer.simulate import LabelQueue, SimConfig, Simulator, malformed
 from stream_scorer.worker import Worker
 
@@ -163,9 +168,9 @@ class _Feed(threading.Thread):
 
 
 class _Loop(threading.Thread):
-    """Runs a worker's or the evaluator's loop, keeping what it raised."""
+    """Runs a worker's, the merchant stage's or the evaluator's loop, keeping what it raised."""
 
-    def __init__(self, name: str, loop: Worker | Evaluator) -> None:
+    def __init__(self, name: str, loop: Worker | MerchantStage | Evaluator) -> None:
         super().__init__(name=name, daemon=True)
         self.loop = loop
         self.error: BaseException | None = None
@@ -213,6 +218,9 @@ def _run(settings: Settings, o: DemoOptions, kafkas: list[LocalKafka]) -> int:
     )
     settings = settings.model_copy(update={"evaluation": evaluation})
     ensure_topics(settings, [*all_topics(settings), evaluation.metrics_topic])
+    with_stage = settings.merchant_features == "stage"
+    if with_stage:
+        ensure_merchant_topics(settings)  # once, here, rather than raced for by the workers and the stage
 
     state_root = Path(tempfile.mkdtemp(prefix="stream-scorer-demo-"))
     workers = [
@@ -224,10 +232,16 @@ def _run(settings: Settings, o: DemoOptions, kafkas: list[LocalKafka]) -> int:
         for i in range(1, o.workers + 1)
     ]
     loops = [_Loop(f"worker-{i}", w) for i, w in enumerate(workers, 1)]
+    stage = (
+        MerchantStage(settings.model_copy(update={"metrics_port": 0, "instance_id": "demo-merchants"}))
+        if with_stage
+        else None
+    )
+    stage_loops = [_Loop("merchants", stage)] if stage is not None else []
     evaluator = Evaluator(settings)
     eval_loop = _Loop("evaluator", evaluator)
     feed, reader = _Feed(settings, o), TopicReader(settings)
-    for t in (*loops, eval_loop, reader):
+    for t in (*loops, *stage_loops, eval_loop, reader):
         t.start()
     page = _wait_page(evaluator, eval_loop)
     console.print(f"operations page: {page}  (Prometheus: {page}metrics)")
@@ -235,6 +249,7 @@ def _run(settings: Settings, o: DemoOptions, kafkas: list[LocalKafka]) -> int:
 
     window = f"last_{min(evaluation.windows)}"
     rows = [WorkerRow(t.name) for t in loops]
+    stage_row = StageRow() if stage is not None else None
     t0 = time.monotonic()
     last = (t0, [0] * len(workers))
     header = ""
@@ -251,6 +266,8 @@ def _run(settings: Settings, o: DemoOptions, kafkas: list[LocalKafka]) -> int:
             row.lag = member["lag"] if member else None
             row.partitions = member["partitions"] if member else []
         last = (now, [r.scored for r in rows])
+        if stage is not None and stage_row is not None:
+            _read_stage(stage_row, stage, stage_loops[0].is_alive(), rows, workers)
         elapsed = now - t0
         header = (
             f"stream-scorer demo · {elapsed:4.0f}s · Kafka {settings.bootstrap_servers} · operations page {page}"
@@ -266,9 +283,9 @@ def _run(settings: Settings, o: DemoOptions, kafkas: list[LocalKafka]) -> int:
             f"simulator: {feed.sent:,} transactions ({o.rate:.0f}/s, {feed.bad:,} malformed), {feed.labels:,} labels"
             f" (about {o.label_delay_s:.0f}s late) · {drift}"
         )
-        return render(header, feed_line, rows, reader, window)
+        return render(header, feed_line, rows, reader, window, stage_row)
 
-    watched: list[_Loop | _Feed] = [*loops, eval_loop, feed]
+    watched: list[_Loop | _Feed] = [*loops, *stage_loops, eval_loop, feed]
     try:
         with Live(frame(), console=console, refresh_per_second=2, transient=False) as live:
             while o.duration is None or time.monotonic() - t0 < o.duration:
@@ -289,6 +306,14 @@ def _run(settings: Settings, o: DemoOptions, kafkas: list[LocalKafka]) -> int:
         w.stop()
     for t in loops:
         t.join(60)
+    if stage is not None:
+        # The stage folds what the workers sent in their last transactions, then commits and stops.
+        scored = sum(w.stats.scored for w in workers)
+        deadline = time.monotonic() + 15.0
+        while stage_loops[0].is_alive() and stage.stats.events < scored and time.monotonic() < deadline:
+            time.sleep(0.2)
+        stage.stop()
+        stage_loops[0].join(60)
     time.sleep(min(3.0, evaluation.publish_interval_s + 0.5))  # the evaluator reads the last scores
     evaluator.stop()
     eval_loop.join(60)
@@ -297,13 +322,59 @@ def _run(settings: Settings, o: DemoOptions, kafkas: list[LocalKafka]) -> int:
     reader.join(15)
     for row, w in zip(rows, workers, strict=True):
         row.scored, row.dead_letters = w.stats.scored, w.stats.dead_letters
-    stuck = [t.name for t in (*loops, eval_loop, feed, reader) if t.is_alive()]
+    if stage is not None and stage_row is not None:
+        _read_stage(stage_row, stage, False, rows, workers)
+    stuck = [t.name for t in (*loops, *stage_loops, eval_loop, feed, reader) if t.is_alive()]
     if stuck:
         console.print(f"[red]still running after their deadline: {', '.join(stuck)}[/red]")
         rc = 1
-    print("\n" + summary(seconds, feed, rows, reader, window, settings, broker_kept=not kafkas), flush=True)
+    print(
+        "\n" + summary(seconds, feed, rows, reader, window, settings, broker_kept=not kafkas, stage=stage_row),
+        flush=True,
+    )
     sys.stdout.flush()
     return rc
+
+
+def _gauge_sum(registry: CollectorRegistry, name: str) -> float | None:
+    """The sum of a gauge's samples (over its labels), None before it has any."""
+    for family in registry.collect():
+        if family.name == name:
+            values = [s.value for s in family.samples if s.name == name]
+            return sum(values) if values else None
+    return None
+
+
+def _read_stage(row: StageRow, stage: MerchantStage, alive: bool, rows: list[WorkerRow], workers: list[Worker]) -> None:
+    """Fill the view's row of the merchant stage: what it holds and did (its gauges and counts, as
+    Prometheus would read them), and the workers' merchant tables with their latest staleness."""
+    st = stage.stats
+    row.alive, row.partitions = alive, sorted(stage.parts)
+    merchants = _gauge_sum(stage.metrics.registry, "stream_scorer_merchant_stage_merchants")
+    lag = _gauge_sum(stage.metrics.registry, "stream_scorer_merchant_stage_consumer_lag")
+    row.merchants = None if merchants is None else int(merchants)
+    row.lag = None if lag is None else int(lag)
+    row.events, row.labels, row.published, row.tombstones = st.events, st.labels, st.published, st.tombstones
+    row.commits, row.aborts = st.commits, st.aborts
+    row.tables, row.staleness, row.updates = {}, [], 0
+    for wrow, w in zip(rows, workers, strict=True):
+        if w.table is None or w.table_reader is None:
+            continue
+        row.tables[wrow.name] = len(w.table.merchants)
+        row.staleness += _snapshot(w.table_reader.recent)
+        row.updates += int(
+            w.metrics.registry.get_sample_value("stream_scorer_merchant_table_staleness_seconds_count") or 0
+        )
+
+
+def _snapshot(samples: Any) -> list[float]:
+    """A copy of a deque another thread appends to (a copy that met an append is taken again)."""
+    for _ in range(5):
+        try:
+            return list(samples)
+        except RuntimeError:
+            continue
+    return []
 
 
 def _member_id(worker: Worker) -> str | None:

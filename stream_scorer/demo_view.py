@@ -2,11 +2,12 @@
 
 :class:`TopicReader` follows the evaluator's metrics topic and the drift-alerts topic as any
 downstream reader would; :func:`render` draws one frame from what the demo knows (its feed, its
-workers, the reader) and :func:`summary` the lines printed at the end.
+workers, its merchant stage, the reader) and :func:`summary` the lines printed at the end.
 """
 
 from __future__ import annotations
 
+import math
 import threading
 import uuid
 from dataclasses import dataclass, field
@@ -21,6 +22,7 @@ from rich.text import Text
 from stream_scorer.config import Settings
 from stream_scorer.evaluation.alerts import rfc3339
 from stream_scorer.kafka.clients import make_consumer
+from stream_scorer.merchants.records import by_merchant_topic, features_topic
 
 
 class TopicReader(threading.Thread):
@@ -79,6 +81,78 @@ class WorkerRow:
     alive: bool = True
 
 
+@dataclass
+class StageRow:
+    """The merchant stage, and the merchant tables the workers read from it, as the view shows them."""
+
+    name: str = "merchants"
+    partitions: list[int] = field(default_factory=list)
+    merchants: int | None = None
+    """Merchants held (the stage's gauge; None before its first reading)."""
+    events: int = 0
+    labels: int = 0
+    published: int = 0
+    tombstones: int = 0
+    commits: int = 0
+    aborts: int = 0
+    lag: int | None = None
+    alive: bool = True
+    tables: dict[str, int] = field(default_factory=dict)
+    """Worker name -> merchants in its table."""
+    staleness: list[float] = field(default_factory=list)
+    """The workers' latest staleness samples (seconds), all together."""
+    updates: int = 0
+    """Staleness samples taken since the start, all workers."""
+
+
+def percentile(samples: list[float], q: float) -> float | None:
+    """The ``q``-quantile of ``samples`` (nearest rank), None when there are none.
+
+    >>> percentile([0.3, 0.1, 0.2, 0.4], 0.5), percentile([0.3, 0.1, 0.2, 0.4], 0.95), percentile([], 0.5)
+    (0.2, 0.4, None)
+    """
+    if not samples:
+        return None
+    ranked = sorted(samples)
+    return ranked[min(len(ranked) - 1, max(0, math.ceil(q * len(ranked)) - 1))]
+
+
+def staleness_text(stage: StageRow) -> str:
+    """The workers' table staleness, p50 and p95 of their latest samples.
+
+    >>> staleness_text(StageRow(staleness=[0.2, 0.4], updates=10))
+    'p50 0.200s, p95 0.400s (the last 2 of 10 updates)'
+    """
+    p50, p95 = percentile(stage.staleness, 0.5), percentile(stage.staleness, 0.95)
+    if p50 is None or p95 is None:
+        return "no update measured yet"
+    return f"p50 {p50:.3f}s, p95 {p95:.3f}s (the last {len(stage.staleness)} of {stage.updates} updates)"
+
+
+def _stage_table(stage: StageRow, settings: Settings) -> Group:
+    st = Table(
+        title=f"Merchant stage ({by_merchant_topic(settings.group_id)} -> {features_topic(settings.group_id)})",
+        title_justify="left",
+        expand=True,
+    )
+    for col in ("stage", "partitions", "merchants", "folded", "lag (records)", "aborts"):
+        st.add_column(col, justify="left" if col in ("stage", "partitions") else "right")
+    st.add_row(
+        stage.name if stage.alive else f"{stage.name} (stopped)",
+        ",".join(map(str, stage.partitions)) or "-",
+        "-" if stage.merchants is None else f"{stage.merchants:,}",
+        f"{stage.events + stage.labels:,}",
+        "-" if stage.lag is None else f"{stage.lag:,}",
+        f"{stage.aborts:,}",
+    )
+    tables = ", ".join(f"{name} {n:,}" for name, n in stage.tables.items()) or "-"
+    return Group(
+        st,
+        Text.assemble(("Merchant tables (merchants per worker): ", "bold"), tables),
+        Text.assemble(("Table staleness: ", "bold"), staleness_text(stage)),
+    )
+
+
 def _fmt(v: float | None, digits: int = 3) -> str:
     return "-" if v is None else f"{v:.{digits}f}"
 
@@ -125,8 +199,10 @@ def render(
     workers: list[WorkerRow],
     reader: TopicReader,
     window: str,
+    stage: StageRow | None = None,
 ) -> Group:
-    """One frame of the live view."""
+    """One frame of the live view; ``stage`` is None when the workers keep merchant features per
+    partition (``STREAM_SCORER_MERCHANT_FEATURES=partition``: no stage runs)."""
     wt = Table(title="Workers (one consumer group, sharing the partitions)", title_justify="left", expand=True)
     for col in ("worker", "partitions", "scored", "scores/s", "lag (records)", "dead letters"):
         wt.add_column(col, justify="left" if col in ("worker", "partitions") else "right")
@@ -182,7 +258,12 @@ def render(
         )
     if not reader.alerts:
         at.add_row("-", "none yet", "", "", "", "")
-    return Group(Panel(Text(header + "\n" + feed_line)), wt, bands_text, mt, at)
+    merchants = (
+        _stage_table(stage, reader.settings)
+        if stage is not None
+        else Text("Merchant features: per partition (STREAM_SCORER_MERCHANT_FEATURES=partition), no stage")
+    )
+    return Group(Panel(Text(header + "\n" + feed_line)), wt, merchants, bands_text, mt, at)
 
 
 def summary(
@@ -193,6 +274,7 @@ def summary(
     window: str,
     settings: Settings,
     broker_kept: bool,
+    stage: StageRow | None = None,
 ) -> str:
     """The lines printed when the demo ends; each figure on a line of its own, ``name: value``."""
     scores = sum(w.scored for w in workers)
@@ -216,6 +298,17 @@ def summary(
             f"    {a.get('detected_at', '')} {a['status']:8} {a['detector']}:{a['subject']}"
             f" statistic {_fmt(a.get('statistic'))} threshold {_fmt(a.get('threshold'))}"
         )
+    if stage is None:
+        lines.append("  merchant features: per partition (STREAM_SCORER_MERCHANT_FEATURES=partition)")
+    else:
+        lines += [
+            f"  merchant stage: {stage.merchants or 0} merchants held, {stage.events} transactions"
+            f" (of {scores} scored) and {stage.labels} labels folded, {stage.published} states published,"
+            f" {stage.tombstones} tombstones, {stage.commits} commits, {stage.aborts} aborts",
+            "  merchant tables: "
+            + ", ".join(f"{name} {n} merchants" for name, n in stage.tables.items())
+            + f"; staleness {staleness_text(stage)}",
+        ]
     for model in ("champion", "challenger"):
         q = quality.get(model)
         if q is None:
@@ -236,13 +329,19 @@ def summary(
             " `stream-scorer kafka start` elsewhere and the demo with KAFKA_BOOTSTRAP_SERVERS=localhost:9092;"
             " read one with kcat -C -b localhost:9092 -t TOPIC -e)"
         )
-    for what, topic in (
+    topics = [
         ("transactions in", t.transactions),
         ("labels", t.labels),
         ("scores", t.scores),
         ("dead letters", t.dlq),
         ("drift alerts", t.drift_alerts),
         ("evaluator metrics", settings.evaluation.metrics_topic),
-    ):
+    ]
+    if stage is not None:
+        topics += [
+            ("to merchant stage", by_merchant_topic(settings.group_id)),
+            ("merchant features", features_topic(settings.group_id)),
+        ]
+    for what, topic in topics:
         lines.append(f"    {what:18} {topic}")
     return "\n".join(lines)

@@ -424,16 +424,23 @@ class MerchantStage:
         self._last_gauges = now
         self.metrics.merchants.set(sum(len(p.merchants) for p in self.parts.values()))
         consumer = self._consumer
-        if consumer is None or not self.parts:
+        if consumer is None:
             return
+        lag: dict[str, int] = {}
         try:
-            positions = consumer.position([TopicPartition(self.in_topic, p) for p in self.parts])
-            for tp in positions:
-                _, high = consumer.get_watermark_offsets(TopicPartition(self.in_topic, tp.partition), cached=True)
-                if tp.offset >= 0 and high >= 0:
-                    self.metrics.lag.labels(str(tp.partition)).set(max(0, high - tp.offset))
+            if self.parts:
+                positions = consumer.position([TopicPartition(self.in_topic, p) for p in self.parts])
+                for tp in positions:
+                    _, high = consumer.get_watermark_offsets(TopicPartition(self.in_topic, tp.partition), cached=True)
+                    if tp.offset >= 0 and high >= 0:
+                        lag[str(tp.partition)] = max(0, high - tp.offset)
         except KafkaException:
-            pass
+            return
+        # Only the partitions owned now: one given to another stage is that stage's to report (a
+        # sum over the group's members would count it twice).
+        self.metrics.lag.clear()
+        for p, n in lag.items():
+            self.metrics.lag.labels(p).set(n)
 
     def held(self) -> dict[str, MerchantState]:
         """Every merchant this member holds (tests and benchmarks compare them)."""

@@ -4,7 +4,9 @@
   validates and resolves the compose file; no engine is needed for ``config``;
 - every command the compose file runs with the stream-scorer image parses with the CLI's own
   parser, and every STREAM_SCORER_* variable it sets is a setting ``load_settings`` accepts;
-- ``promtool`` checks the Prometheus config and the PromQL of every Grafana panel.
+- ``promtool`` checks the Prometheus config and the PromQL of every Grafana panel;
+- the scalable services (the workers and the merchant stage) can run as N replicas with no other
+  change: no fixed name, port or instance id, and Prometheus finds every replica by DNS.
 
 The tools come from Debian: ``apt-get install -y --no-install-recommends docker-compose
 prometheus`` (``promtool`` is in ``prometheus``). Each test skips, saying so, when its tool is
@@ -47,7 +49,16 @@ METRICS = [
     "stream_scorer_eval_roc_auc",
     "stream_scorer_eval_average_precision",
     "stream_scorer_drift_alerts_total",
+    "stream_scorer_merchant_table_staleness_seconds",
+    "stream_scorer_merchant_table_merchants",
+    "stream_scorer_merchant_table_lag",
+    "stream_scorer_merchant_stage_merchants",
+    "stream_scorer_merchant_stage_consumer_lag",
+    "stream_scorer_merchant_stage_commits_total",
+    "stream_scorer_merchant_stage_aborts_total",
 ]
+SCALABLE = {"worker": "run", "merchants": "merchants"}
+"""The services started with ``--scale NAME=N``, and the command each runs."""
 
 
 def _runs(cmd: list[str]) -> bool:
@@ -153,11 +164,12 @@ def test_compose_file_is_valid_and_has_every_service(compose_config: dict[str, A
         "topics-init",
         "simulator",
         "worker",
+        "merchants",
         "evaluator",
         "prometheus",
         "grafana",
     } <= set(services)
-    assert {"simulator", "worker", "evaluator"} <= set(_scorer_services(compose_config))
+    assert {"simulator", "worker", "merchants", "evaluator"} <= set(_scorer_services(compose_config))
 
 
 def test_kafka_is_the_official_image_in_kraft_mode(compose_config: dict[str, Any]) -> None:
@@ -171,10 +183,38 @@ def test_kafka_is_the_official_image_in_kraft_mode(compose_config: dict[str, Any
     assert "healthcheck" in kafka
 
 
-def test_worker_can_scale(compose_config: dict[str, Any]) -> None:
-    worker = compose_config["services"]["worker"]
-    assert "container_name" not in worker, "a fixed name forbids --scale worker=N"
-    assert not worker.get("ports"), "a published port forbids --scale worker=N"
+@pytest.mark.parametrize("name", sorted(SCALABLE))
+def test_service_can_scale(compose_config: dict[str, Any], name: str) -> None:
+    svc = compose_config["services"][name]
+    assert "container_name" not in svc, f"a fixed name forbids --scale {name}=N"
+    assert not svc.get("ports"), f"a published port forbids --scale {name}=N"
+    # The instance id names the transactional id: replicas sharing one would fence each other.
+    # Unset, it is the container's hostname (one per replica).
+    assert "STREAM_SCORER_INSTANCE_ID" not in _env(svc), f"a fixed instance id forbids --scale {name}=N"
+
+
+def _metrics_port(svc: dict[str, Any]) -> int:
+    return int(_env(svc)["STREAM_SCORER_METRICS_PORT"])
+
+
+@pytest.mark.parametrize("name", sorted(SCALABLE))
+def test_scalable_service_serves_metrics_and_health_on_its_port(
+    compose_config: dict[str, Any], name: str
+) -> None:
+    svc = compose_config["services"][name]
+    port = _metrics_port(svc)
+    assert str(port) in [str(p) for p in svc.get("expose") or []], f"{name} exposes its metrics port"
+    probe = " ".join(str(part) for part in svc["healthcheck"]["test"])
+    assert f"127.0.0.1:{port}/healthz" in probe, f"{name}: the healthcheck asks its own /healthz"
+
+
+def test_merchant_stage_and_workers_share_a_group_id(compose_config: dict[str, Any]) -> None:
+    """The stage's topics are named after the group id (``<group>.by-merchant``,
+    ``<group>.merchant-features``): the stage must use the workers' one to meet them."""
+    services = compose_config["services"]
+    group = _env(services["worker"])["STREAM_SCORER_GROUP_ID"]
+    assert _env(services["merchants"])["STREAM_SCORER_GROUP_ID"] == group
+    assert _metrics_port(services["merchants"]) != _metrics_port(services["worker"])
 
 
 def _published(svc: dict[str, Any]) -> set[tuple[int, int]]:
@@ -216,7 +256,7 @@ def test_every_command_exists_in_the_cli(compose_config: dict[str, Any]) -> None
                 f"{name}: `stream-scorer {' '.join(argv)}` does not parse"
             ) from exc
         seen[name] = argv[0]
-    assert seen == {"simulator": "simulate", "worker": "run", "evaluator": "evaluate"}
+    assert seen == {"simulator": "simulate", "evaluator": "evaluate", **SCALABLE}
     assert "--to-kafka" in _command(compose_config["services"]["simulator"])
 
 
@@ -238,11 +278,13 @@ def test_dockerfile_runs_the_cli() -> None:
     assert "USER " in text, "the image does not run as root"
 
 
-def test_prometheus_scrapes_every_worker_and_the_evaluator(compose_config: dict[str, Any]) -> None:
+def test_prometheus_scrapes_every_replica_and_the_evaluator(compose_config: dict[str, Any]) -> None:
     config = _load_yaml(PROMETHEUS_CONFIG.read_text())
     jobs = {job["job_name"]: job for job in config["scrape_configs"]}
-    dns = jobs["worker"]["dns_sd_configs"][0]
-    assert dns["names"] == ["worker"] and dns["type"] == "A" and dns["port"] == 9108
+    for name in SCALABLE:  # by DNS: one A record per replica, so --scale needs no change here
+        dns = jobs[name]["dns_sd_configs"][0]
+        port = _metrics_port(compose_config["services"][name])
+        assert dns["names"] == [name] and dns["type"] == "A" and dns["port"] == port, name
     evaluator_port = _env(compose_config["services"]["evaluator"])[
         "STREAM_SCORER_EVALUATION__METRICS_PORT"
     ]
@@ -279,7 +321,7 @@ def test_dashboard_shows_every_metric_from_the_provisioned_datasource() -> None:
     missing = [m for m in METRICS if m not in exprs]
     assert not missing, f"no panel shows {missing}"
     titles = " ".join(p["title"].lower() for p in dashboard["panels"])
-    for word in ("events", "latency", "lag", "dead letters", "auc", "drift"):
+    for word in ("events", "latency", "lag", "dead letters", "auc", "drift", "merchant stage", "staleness"):
         assert word in titles
     uid = _load_yaml(DATASOURCES.read_text())["datasources"][0]["uid"]
     assert {p["datasource"]["uid"] for p in dashboard["panels"]} == {uid}

@@ -1,10 +1,12 @@
 """`stream-scorer demo --duration`: the whole system runs, ends with its summary, and leaves nothing.
 
-The demo starts its own broker (no KAFKA_BOOTSTRAP_SERVERS), two workers, the evaluator and the
-simulator, for a run of under three minutes: labels 10 s late, the drift 75 s in (the demo's
-evaluator warms up for rate x (label delay + 30 s) scores, then takes its reference). The test
-reads the summary's figures: counts that add up, both workers scoring, quality figures, and a
-drift alert that fired and one that resolved within two minutes of the drift. Then it checks that
+The demo starts its own broker (no KAFKA_BOOTSTRAP_SERVERS), two workers, a merchant stage, the
+evaluator and the simulator, for a run of under three minutes: labels 10 s late, the drift 75 s in
+(the demo's evaluator warms up for rate x (label delay + 30 s) scores, then takes its reference).
+The test reads the summary's figures: counts that add up, both workers scoring, the merchant stage
+folding every transaction scored into merchants that both workers' tables hold, with a measured
+staleness, quality figures, and a drift alert that fired and one that resolved within two minutes
+of the drift. Then it checks that
 no process of the demo's session is left, that the broker's process is gone and that the page's
 port is closed.
 """
@@ -98,6 +100,28 @@ def test_demo_runs_the_system_and_stops_cleanly(tmp_path):
     assert all(n > 0 for n in per_worker) and sum(per_worker) == scores, summary
     assert 0 < dead <= bad and bad - dead <= 5, summary
     assert 0.97 * events <= scores + dead <= events, summary
+    # The merchant stage folded what the workers scored (every transaction scored, and the labels
+    # that met theirs) into merchants, which both workers read into their tables, some way behind.
+    stage = re.search(
+        r"merchant stage: (\d+) merchants held, (\d+) transactions \(of (\d+) scored\) and (\d+) labels folded,"
+        r" (\d+) states published, \d+ tombstones, (\d+) commits, \d+ aborts",
+        summary,
+    )
+    assert stage, summary
+    held, folded, of_scored, folded_labels, published, commits = map(int, stage.groups())
+    assert held > 0 and published >= held and commits > 0, summary
+    assert of_scored == scores and folded >= 0.99 * scores, summary
+    assert 0 < folded_labels <= labels, summary
+    tables = re.search(
+        r"merchant tables: worker-1 (\d+) merchants, worker-2 (\d+) merchants;"
+        r" staleness p50 ([\d.]+)s, p95 ([\d.]+)s \(the last (\d+) of (\d+) updates\)",
+        summary,
+    )
+    assert tables, summary
+    table_1, table_2, n_recent, n_updates = (int(tables.group(i)) for i in (1, 2, 5, 6))
+    p50, p95 = float(tables.group(3)), float(tables.group(4))
+    assert 0.5 * held <= table_1 <= held and 0.5 * held <= table_2 <= held, summary
+    assert 0 < p50 <= p95 < 60 and 0 < n_recent <= n_updates, summary
     # The drift: alerts fire after it, and one resolves within two minutes of its start.
     drift_at, began = re.search(r"drift: from event (\d+), began (\S+)", summary).groups()
     assert int(drift_at) == DRIFT_AFTER * RATE
@@ -110,7 +134,10 @@ def test_demo_runs_the_system_and_stops_cleanly(tmp_path):
     assert fired >= 1 and 1 <= resolved <= fired, summary
     assert any(status == "resolved" and (t - began_at).total_seconds() <= 120 for t, status, _ in alerts), summary
     assert 0.5 < auc <= 1.0 and 0.0 < ap <= 1.0, summary
-    for topic in ("transactions", "scores", "transactions.dlq", "drift-alerts", "scorer-metrics", "labels"):
+    for topic in (
+        "transactions", "scores", "transactions.dlq", "drift-alerts", "scorer-metrics", "labels",
+        "stream-scorer.by-merchant", "stream-scorer.merchant-features",
+    ):
         assert re.search(rf"^\s+.+\s{re.escape(topic)}$", summary, re.M), topic
 
     # Nothing left: no process of the demo's session, no broker, no listener on the page's port.
