@@ -278,11 +278,9 @@ class Scorer:
         x = engine.update(txn)
         text = getattr(engine, "reason_text", _same)
         champion, challenger = self.champion, self.challenger
-        scaling = champion.scaling
-        if isinstance(challenger, OnlineLogit) and challenger.scaling is scaling:
-            scaled = scaling.transform(x)  # once for both (see OnlineLogit.share_scaling)
-            p, reasons = champion.score_scaled(x, scaled)
-            q: float | None = challenger.score_scaled(x, scaled)[0]
+        q: float | None
+        if isinstance(challenger, OnlineLogit) and challenger.scaling is champion.scaling:
+            p, reasons, q = champion.score_with(challenger, x)  # x scaled once for both
         else:
             p, reasons = champion.score(x)
             q = challenger.score(x)[0] if challenger is not None else None
@@ -370,11 +368,8 @@ class Scorer:
     ) -> None:
         if not self.frozen:
             champion, challenger = self.champion, self.challenger
-            scaling = champion.scaling
-            if isinstance(challenger, OnlineLogit) and challenger.scaling is scaling:
-                scaled = scaling.learn(x)  # once for both (see OnlineLogit.share_scaling)
-                champion.learn_scaled(x, scaled, y)
-                challenger.learn_scaled(x, scaled, y)
+            if isinstance(challenger, OnlineLogit) and challenger.scaling is champion.scaling:
+                champion.learn_with(challenger, x, y)  # the shared scaling learns once
             else:
                 champion.learn(x, y)
                 if challenger is not None:
