@@ -45,8 +45,9 @@ EVICT_EVERY_S = 60.0
 
 
 class FeatureEngineLike(Protocol):
-    """What the scorer needs of a feature engine (``observe_label``, ``evict``, ``label_key`` and
-    ``reason_text`` are optional)."""
+    """What the scorer needs of a feature engine (``observe_label``, ``evict``, ``label_key``,
+    ``label_parts`` and ``reason_text`` are optional; ``observe_label`` takes what ``label_key``
+    or, for a label learned at once, ``label_parts`` returns)."""
 
     names: Any
 
@@ -304,12 +305,13 @@ class Scorer:
         self.stats.scored += 1
         if learn:
             label = txn.is_fraud
-            key_of = getattr(st.engine, "label_key", None)
-            label_key = key_of(txn) if key_of is not None else txn.merchant_id
             if label is not None and self.label_delay_s <= 0.0:
-                self._learn(st, x, label, label_key, ts, ts)
+                # Learned now, nothing kept: the label's parts need no string (label_key).
+                parts_of = getattr(engine, "label_parts", None)
+                self._learn(st, x, label, parts_of(txn) if parts_of else _label_key(engine, txn),
+                            ts, ts)
             else:
-                st.pending.put(txn.transaction_id, x, label_key, ts)
+                st.pending.put(txn.transaction_id, x, _label_key(engine, txn), ts)
                 if label is not None:
                     st.seq += 1
                     heapq.heappush(
@@ -362,7 +364,7 @@ class Scorer:
         st: PartitionState,
         x: dict[str, float],
         y: bool,
-        label_key: str,
+        label_key: str | tuple[str | None, ...],
         event_ts: float,
         label_ts: float,
     ) -> None:
@@ -382,6 +384,11 @@ class Scorer:
 
 def _same(name: str) -> str:
     return name
+
+
+def _label_key(engine: FeatureEngineLike, txn: Transaction) -> str:
+    key_of = getattr(engine, "label_key", None)
+    return key_of(txn) if key_of is not None else txn.merchant_id
 
 
 def scorer_from_checkpoint(
