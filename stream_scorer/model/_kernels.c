@@ -1,31 +1,13 @@
-/* The model's per-event loops in C: the same arithmetic, in the same order, on the same Python
- * dicts as the reference loops of stream_scorer/model/kernels.py, so the same floats and the same
- * dict contents (tests hold the two equal). No state of its own: River's scaler and the weights
- * stay the Python dicts that checkpoints, copies and River itself read.
+/* The model's per-event loops in C: the same arithmetic, in the same order, as the reference
+ * loops of stream_scorer/model/kernels.py, so the same floats and the same dict contents (tests
+ * hold the two equal). Scaler and Weights keep the state in arrays by feature position and write
+ * River's dicts when synced; learn() and score() are the per-event passes over them.
  *
  * Built with -ffp-contract=off: a fused multiply-add would round differently from Python.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <math.h>
-
-/* value of d[key] as a double, or `dflt` when the key is absent; -1 with an exception set on error */
-static int
-get_double(PyObject *d, PyObject *key, double dflt, double *out)
-{
-    PyObject *v = PyDict_GetItemWithError(d, key);
-    if (v == NULL) {
-        if (PyErr_Occurred())
-            return -1;
-        *out = dflt;
-        return 0;
-    }
-    double r = PyFloat_AsDouble(v);
-    if (r == -1.0 && PyErr_Occurred())
-        return -1;
-    *out = r;
-    return 0;
-}
 
 static int
 set_double(PyObject *d, PyObject *key, double value)
@@ -49,144 +31,6 @@ check_dicts(PyObject *const *args, Py_ssize_t n)
         }
     }
     return 0;
-}
-
-static int
-check_list_len(PyObject *scaled, PyObject *x)
-{
-    if (!PyList_Check(scaled)) {
-        PyErr_SetString(PyExc_TypeError, "scaled values must be a list");
-        return -1;
-    }
-    if (PyList_GET_SIZE(scaled) != PyDict_GET_SIZE(x)) {
-        PyErr_Format(PyExc_ValueError, "%zd scaled values for %zd features",
-                     PyList_GET_SIZE(scaled), PyDict_GET_SIZE(x));
-        return -1;
-    }
-    return 0;
-}
-
-/* scale_learn(x, counts, means, vars, std) -> list[float] */
-static PyObject *
-scale_learn(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
-{
-    if (nargs != 5) {
-        PyErr_SetString(PyExc_TypeError, "scale_learn(x, counts, means, vars, std)");
-        return NULL;
-    }
-    if (check_dicts(args, 5) < 0)
-        return NULL;
-    PyObject *x = args[0], *counts = args[1], *means = args[2], *vars = args[3], *std = args[4];
-    PyObject *out = PyList_New(PyDict_GET_SIZE(x));
-    if (out == NULL)
-        return NULL;
-    Py_ssize_t pos = 0, i = 0;
-    PyObject *key, *value;
-    while (PyDict_Next(x, &pos, &key, &value)) {
-        Py_INCREF(key);
-        Py_INCREF(value);
-        double xi = PyFloat_AsDouble(value);
-        if (xi == -1.0 && PyErr_Occurred())
-            goto fail;
-        long long n = 0;
-        PyObject *c = PyDict_GetItemWithError(counts, key);
-        if (c == NULL) {
-            if (PyErr_Occurred())
-                goto fail;
-        } else {
-            n = PyLong_AsLongLong(c);
-            if (n == -1 && PyErr_Occurred())
-                goto fail;
-        }
-        n += 1;
-        PyObject *nobj = PyLong_FromLongLong(n);
-        if (nobj == NULL)
-            goto fail;
-        int rc = PyDict_SetItem(counts, key, nobj);
-        Py_DECREF(nobj);
-        if (rc < 0)
-            goto fail;
-        double old, v;
-        if (get_double(means, key, 0.0, &old) < 0)
-            goto fail;
-        double d = xi - old;
-        double m = old + d / (double)n;
-        if (set_double(means, key, m) < 0)
-            goto fail;
-        double e = xi - m;
-        if (get_double(vars, key, 0.0, &v) < 0)
-            goto fail;
-        v = v + (d * e - v) / (double)n;
-        if (set_double(vars, key, v) < 0)
-            goto fail;
-        double scaled_value;
-        if (v != 0.0) {
-            double s = pow(v, 0.5);  /* Python's v ** 0.5 */
-            if (set_double(std, key, s) < 0)
-                goto fail;
-            scaled_value = e / s;
-        } else {
-            if (set_double(std, key, 0.0) < 0)
-                goto fail;
-            scaled_value = 0.0;
-        }
-        PyObject *f = PyFloat_FromDouble(scaled_value);
-        if (f == NULL)
-            goto fail;
-        PyList_SET_ITEM(out, i, f);
-        i++;
-        Py_DECREF(key);
-        Py_DECREF(value);
-        continue;
-    fail:
-        Py_DECREF(key);
-        Py_DECREF(value);
-        Py_DECREF(out);
-        return NULL;
-    }
-    return out;
-}
-
-/* scale_transform(x, means, std) -> list[float | None] */
-static PyObject *
-scale_transform(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
-{
-    if (nargs != 3) {
-        PyErr_SetString(PyExc_TypeError, "scale_transform(x, means, std)");
-        return NULL;
-    }
-    if (check_dicts(args, 3) < 0)
-        return NULL;
-    PyObject *x = args[0], *means = args[1], *std = args[2];
-    PyObject *out = PyList_New(PyDict_GET_SIZE(x));
-    if (out == NULL)
-        return NULL;
-    Py_ssize_t pos = 0, i = 0;
-    PyObject *key, *value;
-    while (PyDict_Next(x, &pos, &key, &value)) {
-        double s, m;
-        if (get_double(std, key, 0.0, &s) < 0)
-            goto fail;
-        PyObject *item;
-        if (s != 0.0) {
-            double xi = PyFloat_AsDouble(value);
-            if (xi == -1.0 && PyErr_Occurred())
-                goto fail;
-            if (get_double(means, key, 0.0, &m) < 0)
-                goto fail;
-            item = PyFloat_FromDouble((xi - m) / s);
-            if (item == NULL)
-                goto fail;
-        } else {
-            item = Py_NewRef(Py_None);
-        }
-        PyList_SET_ITEM(out, i, item);
-        i++;
-    }
-    return out;
-fail:
-    Py_DECREF(out);
-    return NULL;
 }
 
 /* Append (name, c) to *positive (created on first use). */
@@ -229,148 +73,14 @@ logit_result(double z, PyObject *positive)
     return r;
 }
 
-/* contributions(x, scaled, weights, intercept, want_reasons) -> (z, [(name, c) with c > 0]) */
-static PyObject *
-contributions(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
-{
-    if (nargs != 5) {
-        PyErr_SetString(PyExc_TypeError, "contributions(x, scaled, weights, intercept, want_reasons)");
-        return NULL;
-    }
-    PyObject *x = args[0], *scaled = args[1], *weights = args[2];
-    if (!PyDict_Check(x) || !PyDict_Check(weights)) {
-        PyErr_SetString(PyExc_TypeError, "x and weights must be dicts");
-        return NULL;
-    }
-    if (check_list_len(scaled, x) < 0)
-        return NULL;
-    double z = PyFloat_AsDouble(args[3]);
-    if (z == -1.0 && PyErr_Occurred())
-        return NULL;
-    int want = PyObject_IsTrue(args[4]);
-    if (want < 0)
-        return NULL;
-    PyObject *positive = NULL;
-    Py_ssize_t pos = 0, i = 0;
-    PyObject *key, *value;
-    while (PyDict_Next(x, &pos, &key, &value)) {
-        PyObject *sv = PyList_GET_ITEM(scaled, i);
-        i++;
-        if (sv == Py_None)
-            continue;
-        double v = PyFloat_AsDouble(sv), w;
-        if (v == -1.0 && PyErr_Occurred())
-            goto fail;
-        if (get_double(weights, key, 0.0, &w) < 0)
-            goto fail;
-        double c = w * v;
-        z += c;
-        if (want && c > 0.0 && append_reason(&positive, key, c) < 0)
-            goto fail;
-    }
-    return logit_result(z, positive);
-fail:
-    Py_XDECREF(positive);
-    return NULL;
-}
-
-/* sgd_learn(x, scaled, weights, intercept, y, w_pos, w_neg, sample_weight, clip, intercept_lr,
- *           lr, l2) -> the new intercept
- * River's GLM.learn_one step for the log loss, as kernels.py_sgd_learn: the logit, the loss
- * gradient (River's expressions, so the same floats) times the sample weight, clipped; the
- * intercept's step; each weight of a feature in x moves by lr times its gradient. */
-static PyObject *
-sgd_learn(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
-{
-    if (nargs != 12) {
-        PyErr_SetString(PyExc_TypeError,
-                        "sgd_learn(x, scaled, weights, intercept, y, w_pos, w_neg, sample_weight, "
-                        "clip, intercept_lr, lr, l2)");
-        return NULL;
-    }
-    PyObject *x = args[0], *scaled = args[1], *weights = args[2];
-    if (!PyDict_Check(x) || !PyDict_Check(weights)) {
-        PyErr_SetString(PyExc_TypeError, "x and weights must be dicts");
-        return NULL;
-    }
-    if (check_list_len(scaled, x) < 0)
-        return NULL;
-    double num[8];
-    for (int i = 0; i < 8; i++) {
-        int at = i < 1 ? 3 : i + 4; /* intercept, then w_pos .. l2 (y is args[4]) */
-        num[i] = PyFloat_AsDouble(args[at]);
-        if (num[i] == -1.0 && PyErr_Occurred())
-            return NULL;
-    }
-    double intercept = num[0], w_pos = num[1], w_neg = num[2], sample_weight = num[3];
-    double clip = num[4], intercept_lr = num[5], lr = num[6], l2 = num[7];
-    int y = PyObject_IsTrue(args[4]);
-    if (y < 0)
-        return NULL;
-
-    double z = 0.0;
-    Py_ssize_t pos = 0, i = 0;
-    PyObject *key, *value;
-    while (PyDict_Next(x, &pos, &key, &value)) {
-        double v = PyFloat_AsDouble(PyList_GET_ITEM(scaled, i)), w;
-        i++;
-        if (v == -1.0 && PyErr_Occurred())
-            return NULL;
-        if (get_double(weights, key, 0.0, &w) < 0)
-            return NULL;
-        z += w * v;
-    }
-    z += intercept;
-    double g;
-    if (y) {
-        if (z > 18.0)
-            g = w_pos * exp(-z) * -1;
-        else if (z < -18.0)
-            g = w_pos * -1;
-        else
-            g = w_pos * -1 / (exp(z) + 1.0);
-    } else {
-        z = z * -1;
-        if (z > 18.0)
-            g = w_neg * exp(-z) * 1;
-        else if (z < -18.0)
-            g = w_neg * 1;
-        else
-            g = w_neg * 1 / (exp(z) + 1.0);
-    }
-    g *= sample_weight;
-    double m = clip < g ? clip : g; /* Python's min(g, clip), then max(m, -clip) */
-    g = -clip > m ? -clip : m;
-    intercept -= intercept_lr * g;
-
-    pos = 0;
-    i = 0;
-    while (PyDict_Next(x, &pos, &key, &value)) {
-        double v = PyFloat_AsDouble(PyList_GET_ITEM(scaled, i)), w;
-        i++;
-        if (v == -1.0 && PyErr_Occurred())
-            return NULL;
-        if (get_double(weights, key, 0.0, &w) < 0)
-            return NULL;
-        double nw = l2 != 0.0 ? w - (v * g + w * l2) * lr : w - v * g * lr;
-        /* x is not changed here (only weights is), so iterating it stays valid */
-        Py_INCREF(key);
-        int rc = set_double(weights, key, nw);
-        Py_DECREF(key);
-        if (rc < 0)
-            return NULL;
-    }
-    return PyFloat_FromDouble(intercept);
-}
-
 
 /* ---- Array-backed state: the scaler's statistics and the weights by feature position ----------
  *
- * The loops above hash each feature name several times per event in River's dicts. A Scaler keeps
+ * Dict loops hash each feature name several times per event in River's dicts. A Scaler keeps
  * the statistics in C arrays indexed by a position per feature name, and remembers the positions
  * of the last x's keys by their order in x: the engine's x has the same keys in the same order at
  * every event, so a pointer comparison finds each position. A Weights holds one model's weights by
- * the positions of its Scaler. The arithmetic is that of the loops above, in the same order.
+ * the positions of its Scaler. The arithmetic is that of kernels.py's dict loops, in their order.
  *
  * River's dicts are written lazily: each position learned since the last sync() is marked, in the
  * order first marked (the order an eager update would have inserted new keys), and sync() writes
@@ -526,7 +236,7 @@ locate(Scaler *s, PyObject *x, int alloc)
     return nx;
 }
 
-/* Learn the located x into the statistics (scale_learn's arithmetic); xval becomes x scaled. */
+/* Learn the located x into the statistics (py_scale_learn's arithmetic); xval becomes x scaled */
 static void
 scaler_learn_located(Scaler *s, Py_ssize_t nx)
 {
@@ -677,7 +387,7 @@ scaler_ready(Scaler *s)
     return 0;
 }
 
-/* Scaler.learn(x) -> list[float]: scale_learn on the arrays */
+/* Scaler.learn(x) -> list[float]: py_scale_learn on the arrays */
 static PyObject *
 Scaler_learn(Scaler *s, PyObject *x)
 {
@@ -701,7 +411,7 @@ Scaler_learn(Scaler *s, PyObject *x)
     return out;
 }
 
-/* Scaler.transform(x) -> list[float | None]: scale_transform on the arrays */
+/* Scaler.transform(x) -> list[float | None]: py_scale_transform on the arrays */
 static PyObject *
 Scaler_transform(Scaler *s, PyObject *x)
 {
@@ -939,7 +649,7 @@ check_weights(PyObject *o, Scaler *s, int optional, Weights **out)
     return 0;
 }
 
-/* One SGD step on the located, scaled x (sgd_learn's arithmetic); returns the new intercept. */
+/* One SGD step on the located, scaled x (py_sgd_learn's arithmetic); returns the new intercept */
 static double
 sgd_located(Weights *w, Scaler *s, Py_ssize_t nx, double intercept, int y, double sample_weight)
 {
@@ -1030,8 +740,8 @@ learn(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 }
 
 /* score(scaler, x, w1, intercept1, want_reasons, w2, intercept2) -> (z1, reasons1, z2 | None)
- * x scaled once (scale_transform's arithmetic; no variance: skipped), each model's logit as
- * contributions computes it, and the first model's positive contributions if wanted. */
+ * x scaled once (py_scale_transform's arithmetic; no variance: skipped), each model's logit as
+ * py_contributions computes it, and the first model's positive contributions if wanted. */
 static PyObject *
 score(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
@@ -1093,14 +803,6 @@ score(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 }
 
 static PyMethodDef methods[] = {
-    {"scale_learn", (PyCFunction)(void (*)(void))scale_learn, METH_FASTCALL,
-     "Learn x into River's StandardScaler statistics; return x scaled, as a list."},
-    {"scale_transform", (PyCFunction)(void (*)(void))scale_transform, METH_FASTCALL,
-     "x scaled by the statistics, as a list; None where a feature has no variance."},
-    {"contributions", (PyCFunction)(void (*)(void))contributions, METH_FASTCALL,
-     "The logit of scaled x and its positive contributions."},
-    {"sgd_learn", (PyCFunction)(void (*)(void))sgd_learn, METH_FASTCALL,
-     "One SGD step of the log loss on scaled x; returns the new intercept."},
     {"learn", (PyCFunction)(void (*)(void))learn, METH_FASTCALL,
      "The scaler learns x once, then one or two models take their SGD step."},
     {"score", (PyCFunction)(void (*)(void))score, METH_FASTCALL,

@@ -1,11 +1,19 @@
 """The model's per-event loops: in C when the extension ``_kernels`` is built, else in Python.
 
-Each loop walks a feature dict ``x`` once, reading and writing River's own dicts (the scaler's
-``counts``, ``means``, ``vars``, the kept ``std``, the weights). The C versions do the same
-arithmetic in the same order as the Python ones here, so the floats and the dicts come out the
-same (``tests/unit/model/test_kernels.py`` holds them equal); the Python ones are the reference,
-and the fallback where no C compiler built the extension. ``NATIVE`` says which is in use;
-``STREAM_SCORER_PURE_PYTHON=1`` in the environment chooses Python (see :mod:`stream_scorer.native`).
+The dict loops (``py_scale_learn`` and the others) walk a feature dict ``x`` once, reading and
+writing dicts of the shape of River's (the scaler's ``counts``, ``means``, ``vars``, the kept
+``std``, the weights): they are the arithmetic's reference. The models run on :data:`Scaler` and
+:data:`Weights`, state of their own that :func:`learn` and :func:`score` update and read in one
+pass for one or two models sharing a scaler: in C, arrays by feature position (the names of the
+last ``x`` are remembered in order, so the engine's fixed order costs no hashing); in Python,
+:class:`PyScaler` and :class:`PyWeights`, the dict loops on dicts of their own. Both write River's
+dicts on ``sync``, in the order an update per event would have inserted the keys.
+
+The C versions do the same arithmetic in the same order as the Python ones here, so the floats
+and the dicts come out the same (``tests/unit/model/test_kernels.py`` holds them equal); the
+Python ones are the reference, and the fallback where no C compiler built the extension.
+``NATIVE`` says which is in use; ``STREAM_SCORER_PURE_PYTHON=1`` in the environment chooses
+Python (see :mod:`stream_scorer.native`).
 
 The scaled values are lists in the order of ``x``; ``None`` marks a feature without variance
 where scoring skips it.
@@ -265,14 +273,6 @@ _c = native.load("stream_scorer.model._kernels")
 NATIVE: bool = _c is not None
 """Whether the C loops are in use."""
 
-scale_learn: Callable[..., list[float]] = _c.scale_learn if _c else py_scale_learn
-scale_transform: Callable[..., list[float | None]] = (
-    _c.scale_transform if _c else py_scale_transform
-)
-contributions: Callable[..., tuple[float, Reasons]] = (
-    _c.contributions if _c else py_contributions
-)
-sgd_learn: Callable[..., float] = _c.sgd_learn if _c else py_sgd_learn
 Scaler: Any = _c.Scaler if _c else PyScaler
 """A scaler's statistics by feature position (C) or in dicts (Python): ``Scaler(counts, means,
 vars)`` takes River's dicts."""

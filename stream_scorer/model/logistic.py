@@ -10,11 +10,13 @@ returns it as plain JSON-able data and :meth:`OnlineLogit.from_state` rebuilds a
 checkpoints need no pickle for the champion.
 
 Learning is River's ``pipeline.learn_one`` done by hand: the scaler's update and the scaled values
-in one pass (:class:`~stream_scorer.model.scaling.Scaling`), then River's SGD step in plain loops
-(:mod:`~stream_scorer.model.kernels`, in C when built), the same arithmetic in the same order on
-River's own objects, several times faster than going through River's vector arithmetic. A
-champion and a logistic challenger that started together share one scaling, learned once per
-label (:meth:`OnlineLogit.share_scaling`).
+in one pass, then River's SGD step in plain loops (:mod:`~stream_scorer.model.kernels`, in C when
+built), the same arithmetic in the same order, several times faster than going through River's
+vector arithmetic. The scaler's statistics and the weights are learned in the kernels' own state
+(C arrays by feature position); River's objects are brought up to date when read (:meth:`sync`:
+through :attr:`OnlineLogit.pipeline`, ``logit``, ``scaler``, :meth:`OnlineLogit.state`, a copy). A
+champion and a logistic challenger that started together share one scaling: one pass scores both,
+one learns the scaling once and takes both SGD steps (:meth:`OnlineLogit.share_scaling`).
 """
 
 from __future__ import annotations
@@ -68,11 +70,13 @@ class OnlineLogit:
     With ``imbalance="weight"`` a fraud label weighs ``min(weight_cap, (1 - prior) / prior)``,
     the prior being the share of fraud among the labels learned so far (Laplace-smoothed).
 
-    Learning updates River's own objects (the scaler's statistics, the regression's weights,
-    intercept and step count) exactly as ``pipeline.learn_one`` would, in plain loops over ``x``
-    rather than through River's vector arithmetic; a test holds the two equal. The weights live in
-    a plain dict that the regression's ``VectorDict`` wraps without copying, so River reads them.
-    After changing the River objects' state from outside, call :meth:`resync`.
+    Learning updates the state River's objects hold (the scaler's statistics, the regression's
+    weights, intercept and step count) exactly as ``pipeline.learn_one`` would, in plain loops
+    over ``x`` rather than through River's vector arithmetic; a test holds the two equal. The
+    statistics and weights are learned in the kernels' state and written into River's objects
+    when they are read through :attr:`pipeline`, :attr:`logit` or :attr:`scaler` (the weights'
+    dict is the one the regression's ``VectorDict`` wraps). After changing the River objects'
+    state from outside, call :meth:`resync`.
 
     >>> m = OnlineLogit(ModelSettings(intercept_init=0.0))
     >>> p, reasons = m.score({"a": 1.0})
