@@ -45,8 +45,9 @@ EVICT_EVERY_S = 60.0
 
 
 class FeatureEngineLike(Protocol):
-    """What the scorer needs of a feature engine (``observe_label``, ``evict``, ``label_key`` and
-    ``reason_text`` are optional)."""
+    """What the scorer needs of a feature engine (``observe_label``, ``evict``, ``label_key``,
+    ``label_parts`` and ``reason_text`` are optional; ``observe_label`` takes what ``label_key``
+    or, for a label learned at once, ``label_parts`` returns)."""
 
     names: Any
 
@@ -281,11 +282,9 @@ class Scorer:
         x = engine.update(txn)
         text = getattr(engine, "reason_text", _same)
         champion, challenger = self.champion, self.challenger
-        scaling = champion.scaling
-        if isinstance(challenger, OnlineLogit) and challenger.scaling is scaling:
-            scaled = scaling.transform(x)  # once for both (see OnlineLogit.share_scaling)
-            p, reasons = champion.score_scaled(x, scaled)
-            q: float | None = challenger.score_scaled(x, scaled)[0]
+        q: float | None
+        if isinstance(challenger, OnlineLogit) and challenger.scaling is champion.scaling:
+            p, reasons, q = champion.score_with(challenger, x)  # x scaled once for both
         else:
             p, reasons = champion.score(x)
             q = challenger.score(x)[0] if challenger is not None else None
@@ -309,12 +308,13 @@ class Scorer:
         self.stats.scored += 1
         if learn:
             label = txn.is_fraud
-            key_of = getattr(st.engine, "label_key", None)
-            label_key = key_of(txn) if key_of is not None else txn.merchant_id
             if label is not None and self.label_delay_s <= 0.0:
-                self._learn(st, x, label, label_key, ts, ts)
+                # Learned now, nothing kept: the label's parts need no string (label_key).
+                parts_of = getattr(engine, "label_parts", None)
+                self._learn(st, x, label, parts_of(txn) if parts_of else _label_key(engine, txn),
+                            ts, ts)
             else:
-                st.pending.put(txn.transaction_id, x, label_key, ts)
+                st.pending.put(txn.transaction_id, x, _label_key(engine, txn), ts)
                 if label is not None:
                     st.seq += 1
                     heapq.heappush(
@@ -365,11 +365,8 @@ class Scorer:
     def learn_features(self, x: dict[str, float], y: bool) -> None:
         """Teach champion and challenger one labelled feature vector (a shared scaler learns once)."""
         champion, challenger = self.champion, self.challenger
-        scaling = champion.scaling
-        if isinstance(challenger, OnlineLogit) and challenger.scaling is scaling:
-            scaled = scaling.learn(x)  # once for both (see OnlineLogit.share_scaling)
-            champion.learn_scaled(x, scaled, y)
-            challenger.learn_scaled(x, scaled, y)
+        if isinstance(challenger, OnlineLogit) and challenger.scaling is champion.scaling:
+            champion.learn_with(challenger, x, y)  # the shared scaling learns once
         else:
             champion.learn(x, y)
             if challenger is not None:
@@ -381,7 +378,7 @@ class Scorer:
         st: PartitionState,
         x: dict[str, float],
         y: bool,
-        label_key: str,
+        label_key: str | tuple[str | None, ...],
         event_ts: float,
         label_ts: float,
     ) -> None:
@@ -396,6 +393,11 @@ class Scorer:
 
 def _same(name: str) -> str:
     return name
+
+
+def _label_key(engine: FeatureEngineLike, txn: Transaction) -> str:
+    key_of = getattr(engine, "label_key", None)
+    return key_of(txn) if key_of is not None else txn.merchant_id
 
 
 def scorer_from_checkpoint(

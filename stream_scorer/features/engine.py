@@ -26,7 +26,7 @@ import itertools
 import math
 import struct
 import zlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING
 
 import orjson
@@ -55,6 +55,9 @@ _KEY_LEN = struct.Struct("<H")
 _VALUE_LEN = struct.Struct("<I")
 _VALUE_HEADER = struct.Struct("<cBI")  # kind (b"C"/b"M"), format version, layout fingerprint
 _VALUE_VERSION = SNAPSHOT_VERSION
+
+LabelParts = tuple[str, str, str | None, str | None, str | None]
+"""Merchant, card, MCC, country and channel of a transaction: where its label goes."""
 
 _DAY_ANGLE = 2.0 * math.pi / 86_400.0
 _WEEK_ANGLE = 2.0 * math.pi / (7 * 86_400.0)
@@ -258,20 +261,31 @@ class FeatureEngine:
     def label_key(self, txn: Transaction) -> str:
         """What a label of ``txn`` needs to reach every entity it teaches: the merchant, the card
         and the category values, in one string (kept with the transaction until its label)."""
-        return orjson.dumps(
-            (txn.merchant_id, txn.card_id, txn.mcc, txn.country, txn.channel)
-        ).decode()
+        return orjson.dumps(self.label_parts(txn)).decode()
 
-    def observe_label(self, key: str, is_fraud: bool, event_ts: float, label_ts: float) -> None:
+    def label_parts(self, txn: Transaction) -> LabelParts:
+        """:meth:`label_key`'s values as a tuple, for a label learned at once: nothing is kept,
+        so no string needs to be written and parsed back."""
+        return (txn.merchant_id, txn.card_id, txn.mcc, txn.country, txn.channel)
+
+    def observe_label(
+        self, key: str | LabelParts, is_fraud: bool, event_ts: float, label_ts: float
+    ) -> None:
         """A label for a transaction at ``event_ts``, known from ``label_ts`` on.
 
-        ``key`` is :meth:`label_key` of the transaction (or, from older state, its merchant id
-        alone). A label cannot be known before its transaction happened: ``label_ts`` is taken as
-        at least ``event_ts``. Only events after that time see it (see :mod:`.risk`).
+        ``key`` is :meth:`label_key` of the transaction, or its :meth:`label_parts` (or, from
+        older state, its merchant id alone). A label cannot be known before its transaction
+        happened: ``label_ts`` is taken as at least ``event_ts``. Only events after that time see
+        it (see :mod:`.risk`).
         """
         known = max(label_ts, event_ts)
-        parts: list[str | None] = [key]
-        if key.startswith("["):  # a merchant id of older state may start with "[" too
+        parts: Sequence[str | None]
+        if isinstance(key, tuple):
+            parts = key
+        elif not key.startswith("["):
+            parts = [key]
+        else:  # a merchant id of older state may start with "[" too
+            parts = [key]
             try:
                 parsed = orjson.loads(key)
             except orjson.JSONDecodeError:

@@ -6,6 +6,7 @@ import math
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 import pytest
 from pydantic import ValidationError
 
@@ -184,3 +185,22 @@ def test_merchant_memory_keeps_the_hour_before_across_long_gaps() -> None:
     want, _ = reference_features(stream, fs)
     assert_same(got, want, stream, fs)
     assert got[3]["card_merchant_new"] == 1.0 and got[6]["card_merchant_new"] == 0.0
+
+
+def test_a_label_by_its_parts_teaches_what_its_key_does() -> None:
+    """``label_parts`` (a label learned at once) and ``label_key`` (a label kept for later) reach
+    the same entities: the features after the labels and the whole state are the same."""
+    from stream_scorer.simulate import SimConfig, Simulator
+
+    txns = [Transaction.model_validate(e) for e in Simulator(SimConfig(), seed=5).events(2_000)]
+    by_key, by_parts, unlabelled = FeatureEngine(), FeatureEngine(), FeatureEngine()
+    labelled = 0
+    for t in txns:
+        assert by_key.update(t) == by_parts.update(t)
+        unlabelled.update(t)
+        if t.is_fraud is not None:
+            labelled += t.is_fraud
+            by_key.observe_label(by_key.label_key(t), t.is_fraud, t.event_ts, t.event_ts)
+            by_parts.observe_label(by_parts.label_parts(t), t.is_fraud, t.event_ts, t.event_ts)
+    assert labelled > 0 and by_key.snapshot() == by_parts.snapshot() != unlabelled.snapshot()
+    assert orjson.loads(by_key.label_key(txns[0])) == list(by_key.label_parts(txns[0]))

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import math
 import random
+from typing import Any
 
 import orjson
 import pytest
@@ -10,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from river import compose
 
-from stream_scorer.model import checkpoint
+from stream_scorer.model import checkpoint, kernels
 from stream_scorer.model.logistic import OnlineLogit, river_pipeline
 from stream_scorer.model.scaling import Scaling
 from stream_scorer.model.settings import ChallengerSettings, ModelSettings, ScorerSettings
@@ -118,15 +120,23 @@ def test_scaling_learn_returns_what_transform_one_gives():
         assert s.std == {k: v**0.5 for k, v in s.scaler.vars.items()}
 
 
-def test_score_scaled_equals_score(stream):
-    m = OnlineLogit(ModelSettings(), n_reasons=3)
-    for x, y in stream[:1_500]:
-        m.learn(x, y)
-    for x, _, _ in messy_stream(5, 300):
-        m.learn(x, False)
-    xs = [x for x, _ in stream[1_500:]] + [x for x, _, _ in messy_stream(6, 300)]
-    for x in xs:
-        assert m.score_scaled(x, m.scaling.transform(x)) == m.score(x)
+def test_score_with_and_learn_with_equal_each_model_alone(stream):
+    """The one-pass pair (shared scaling) gives the floats of each model scoring and learning alone."""
+    m, c = OnlineLogit(ModelSettings(), n_reasons=3), OnlineLogit(ModelSettings(l2=0.01), n_reasons=0)
+    m_alone, c_alone = OnlineLogit(ModelSettings(), n_reasons=3), OnlineLogit(ModelSettings(l2=0.01))
+    assert m.share_scaling(c)
+    xs = [(x, y) for x, y in stream[:1_500]] + [(x, False) for x, _, _ in messy_stream(5, 300)]
+    for x, y in xs:
+        p, reasons, q = m.score_with(c, x)
+        assert (p, reasons) == m_alone.score(x) and q == c_alone.score(x)[0]
+        m.learn_with(c, x, y)
+        m_alone.learn(x, y)
+        c_alone.learn(x, y)
+    for x in [x for x, _ in stream[1_500:]] + [x for x, _, _ in messy_stream(6, 300)]:
+        p, reasons, q = m.score_with(c, x)
+        assert (p, reasons) == m_alone.score(x) and q == c_alone.score(x)[0]
+    assert m.state() == m_alone.state()
+    assert {**c.state(), "n_reasons": 0} == {**c_alone.state(), "n_reasons": 0}
 
 
 def test_resync_after_river_learned_the_model_directly(stream):
@@ -197,3 +207,61 @@ def test_after_a_checkpoint_the_pair_shares_again_only_if_equal(tmp_path, transa
     for t in transactions[1_000:1_200]:
         s3.score(t)
     assert s3.challenger.n_learned == 201 and s3.champion.n_learned == 200
+
+
+class EagerLogit:
+    """The model as it was before its state moved to arrays: the dict loops of
+    :mod:`stream_scorer.model.kernels` on plain dicts, updated at every event."""
+
+    def __init__(self, s: ModelSettings, n_reasons: int, stats: dict[str, dict[str, Any]]) -> None:
+        self.s, self.k, self.stats = s, n_reasons, stats
+        self.w: dict[str, float] = {}
+        self.b = s.intercept_init
+        self.n = self.pos = 0
+
+    def score(self, x: dict[str, float]) -> tuple[float, list[tuple[str, float]]]:
+        scaled = kernels.py_scale_transform(x, self.stats["means"], self.stats["std"])
+        z, positive = kernels.py_contributions(x, scaled, self.w, self.b, self.k > 0)
+        positive.sort(key=lambda t: t[1], reverse=True)
+        return 1.0 / (1.0 + math.exp(-z)) if z >= 0 else math.exp(z) / (1.0 + math.exp(z)), positive[: self.k]
+
+    def step(self, x: dict[str, float], scaled: list[float], y: bool) -> None:
+        w = 1.0
+        if self.s.imbalance == "weight" and y:
+            prior = (self.pos + 1.0) / (self.n + 2.0)
+            w = min(self.s.weight_cap, (1.0 - prior) / prior)
+        self.b = kernels.py_sgd_learn(x, scaled, self.w, self.b, y, 1.0, 1.0, w, 1e12,
+                                      self.s.intercept_lr, self.s.learning_rate, self.s.l2)
+        self.n += 1
+        self.pos += y
+
+
+def test_scores_equal_the_eager_dict_loops_bit_for_bit(transactions):
+    """The scorer's scores and reason codes, through copies, restores and checkpoint states, are
+    the floats of the dict loops the model ran before its state moved to arrays."""
+    from stream_scorer.features.engine import FeatureEngine
+
+    s = Scorer(ScorerSettings(with_features=True), FeatureEngine)
+    assert isinstance(s.challenger, OnlineLogit) and s.challenger.scaling is s.champion.scaling
+    assert s.champion.logit.clip_gradient == 1e12
+    stats: dict[str, dict[str, Any]] = {"counts": {}, "means": {}, "vars": {}, "std": {}}
+    champion = EagerLogit(s.champion.settings, s.champion.n_reasons, stats)
+    challenger = EagerLogit(s.challenger.settings, 0, stats)
+    for i, t in enumerate(transactions):
+        r = s.score(t)
+        x = r["features"]
+        assert len(x) == len(FeatureEngine.names)
+        p, reasons = champion.score(x)
+        assert r["score"] == p and r["challenger_score"] == challenger.score(x)[0], i
+        assert [(c["feature"], c["contribution"]) for c in r["reason_codes"]] == [
+            (s.partition(0).engine.reason_text(n), c) for n, c in reasons]
+        scaled = kernels.py_scale_learn(x, stats["counts"], stats["means"], stats["vars"], stats["std"])
+        champion.step(x, scaled, bool(t.is_fraud))
+        challenger.step(x, scaled, bool(t.is_fraud))
+        if i % 700 == 350:
+            s.restore_models(s.save_models())  # copies sync River's objects, restores take them up
+        if i % 900 == 450:
+            s.champion = OnlineLogit.from_state(orjson.loads(orjson.dumps(s.champion.state())))
+            assert s.champion.share_scaling(s.challenger)
+    assert dict(s.champion.scaler.means) == stats["means"] and s.champion.logit._weights.to_dict() == champion.w
+    assert s.challenger.logit.intercept == challenger.b
