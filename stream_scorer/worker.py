@@ -45,6 +45,8 @@ import gc
 import logging
 import threading
 import time
+import zlib
+from collections import deque
 from typing import Any
 
 import orjson
@@ -77,6 +79,9 @@ from stream_scorer.worker_metrics import WorkerMetrics, WorkerStats
 
 logger = logging.getLogger(__name__)
 
+ADOPT_EVERY_S = 1.0
+"""Least wall time between two adoptions of the shared learner's model (see _adopt_model)."""
+
 CONSUMER_REJOIN_S = 45.0
 """A consumer that lost its partitions and has none back after this long is replaced."""
 
@@ -103,6 +108,12 @@ class Worker:
         self._learn_topic = learn_topic(s.group_id)
         self._names = self.state.names
         self._names_crc = names_crc(self.state.names)
+        # This worker's examples for the learner: a source id of this run, and sequence numbers;
+        # those the adopted model may not hold yet are learned again on top of it.
+        self._source = zlib.crc32(f"{s.instance_id}/{time.time_ns()}".encode()) or 1
+        self._seq = self._committed_seq = 0
+        self._examples: deque[tuple[int, dict[str, float], bool]] = deque()
+        self._next_adoption = 0.0
         self.eos = s.processing_guarantee == "exactly_once"
         self.server: MetricsServer | None = None
         self._last_loop = time.monotonic()
@@ -150,7 +161,7 @@ class Worker:
             ensure_learning_topics(s)
             self.model_reader.open()
             self.model_reader.bootstrap()
-            self._adopt_model()
+            self._adopt_model(0.0)
         self.out.start()
         consumer_extra: dict[str, Any] = {"partition.assignment.strategy": "range"}
         if "instance_id" in s.model_fields_set:
@@ -415,26 +426,44 @@ class Worker:
         outbox = self.scorer.learn_outbox
         topic, cb, names, crc = self._learn_topic, self.commits.record_cb, self._names, self._names_crc
         produce = self.out.producer.produce
+        source, seq, examples = self._source, self._seq, self._examples
         for x, y in outbox:
-            value = encode_example(x, y, names, crc)
+            seq += 1
+            examples.append((seq, x, y))
+            value = encode_example(x, y, names, crc, source, seq)
             try:
                 produce(topic, value, None, partition=0, on_delivery=cb)
             except BufferError:
                 self.out.produce_blocking(topic, value, None, cb, 0)
+        self._seq = seq
         self.commits.reports.produced += len(outbox)
         outbox.clear()
 
-    def _adopt_model(self) -> None:
-        """Score with the learner's latest model, between commits only: the model at the last
-        commit (the rollback point) becomes the adopted one."""
+    def _adopt_model(self, now: float | None = None) -> None:
+        """Score with the learner's latest model, between commits only and at most once a second,
+        with this worker's own examples it does not hold yet learned again on top; the result
+        becomes the rollback point."""
         reader = self.model_reader
         if reader is None or self.commits.open:
             return
-        models = reader.take(self.scorer.stats.learned)
-        if models is None:
+        now = time.monotonic() if now is None else now
+        if now < self._next_adoption:
             return
-        self.scorer.restore_models(models)  # a copy: ``models`` stays as the rollback point
-        self.commits.models_at_commit = models
+        scorer = self.scorer
+        learned = scorer.stats.learned
+        taken = reader.take(learned)
+        if taken is None:
+            return
+        self._next_adoption = now + ADOPT_EVERY_S
+        models, progress = taken
+        examples, held = self._examples, progress.get(self._source, 0)
+        while examples and examples[0][0] <= held:
+            examples.popleft()
+        scorer.restore_models(models)
+        for _, x, y in examples:
+            scorer.learn_features(x, y)
+        scorer.stats.learned = learned
+        self.commits.models_at_commit = scorer.save_models()
         self.metrics.model_adoptions.inc()
 
     def _table_gauges(self) -> None:
@@ -468,9 +497,11 @@ class Worker:
 
     def _commit(self, wait: bool = False) -> None:
         """Steps 3-5 (:meth:`stream_scorer.commits.Commits.commit`); rewind if rolled back."""
+        seq = self._seq
         if not self.commits.commit(self._consumer, wait, self.keeper.sync_due()):
             self._rewind()
         elif self.model_reader is not None:
+            self._committed_seq = seq
             self._adopt_model()
 
     def _rewind(self) -> None:
@@ -483,6 +514,10 @@ class Worker:
             self.table.outbox.clear()
         if self.scorer.learn_outbox:
             self.scorer.learn_outbox.clear()
+        # The rolled-back unit's examples were never committed: the learner never sees them.
+        while self._examples and self._examples[-1][0] > self._committed_seq:
+            self._examples.pop()
+        self._seq = self._committed_seq
         self.scorer.restore_models(self.commits.models_at_commit)
         assignment = consumer.assignment()
         committed = committed_offsets(consumer, assignment) if assignment else []

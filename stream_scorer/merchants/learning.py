@@ -11,8 +11,11 @@ hosts a learner:
    (:class:`Learner`), and publishes both, whole, to the compacted ``<group>.model``, exactly once
    (its transaction holds the model and its input offsets; the topic is its changelog too);
 3. every worker adopts the latest published model between commits
-   (:class:`~.model_reader.ModelReader`), and goes on learning its own labels locally until the
-   next one arrives, so that its model is never staler than the learner's.
+   (:class:`~.model_reader.ModelReader`), at most once a second. Its own examples that the model
+   does not hold yet (the learner publishes, per worker, the last example it learned) it learns
+   again on top, and it goes on learning its own labels locally until the next model: a worker's
+   model never misses its own labels, and with one worker it is the model it would have learned
+   alone.
 
 A published model is plain JSON (the models' ``state()``), never a pickle: a tree challenger is
 not shared (each worker keeps its own).
@@ -31,7 +34,9 @@ from stream_scorer.exceptions import StateError
 from stream_scorer.model.logistic import OnlineLogit
 from stream_scorer.pipeline import ModelsAt, Scorer, scorer_settings
 
-_EXAMPLE = struct.Struct("<cIB")
+_EXAMPLE = struct.Struct("<cIBIQ")  # kind, names' fingerprint, label, source, sequence number
+MAX_SOURCES = 1_024
+"""Workers whose progress a published model remembers (the most advanced ones)."""
 _MODEL = struct.Struct("<cBI")
 MODEL_KEY = b"model"
 FORMAT_VERSION = 1
@@ -60,24 +65,32 @@ def _values(n: int) -> struct.Struct:
     return st
 
 
-def encode_example(x: dict[str, float], y: bool, names: tuple[str, ...], crc: int) -> bytes:
-    """One labelled feature vector: kind, the names' fingerprint, the label, the values in order.
+def encode_example(
+    x: dict[str, float], y: bool, names: tuple[str, ...], crc: int, source: int = 0, seq: int = 0
+) -> bytes:
+    """One labelled feature vector: the names' fingerprint, the label, the worker (``source``)
+    and its sequence number, then the values in order.
 
     >>> names = ("a", "b")
-    >>> decode_example(encode_example({"a": 1.0, "b": 2.5}, True, names, names_crc(names)), names, names_crc(names))
-    ({'a': 1.0, 'b': 2.5}, True)
+    >>> value = encode_example({"a": 1.0, "b": 2.5}, True, names, names_crc(names), 7, 3)
+    >>> decode_example(value, names, names_crc(names))
+    ({'a': 1.0, 'b': 2.5}, True, 7, 3)
     """
-    return _EXAMPLE.pack(b"X", crc, 1 if y else 0) + _values(len(names)).pack(*[x.get(n, 0.0) for n in names])
+    head = _EXAMPLE.pack(b"X", crc, 1 if y else 0, source, seq)
+    return head + _values(len(names)).pack(*[x.get(n, 0.0) for n in names])
 
 
-def decode_example(value: bytes | None, names: tuple[str, ...], crc: int) -> tuple[dict[str, float], bool]:
+def decode_example(
+    value: bytes | None, names: tuple[str, ...], crc: int
+) -> tuple[dict[str, float], bool, int, int]:
     """The inverse of :func:`encode_example`; ``ValueError`` for another feature set or bytes."""
     if value is None or len(value) != _EXAMPLE.size + 8 * len(names):
         raise ValueError("not a labelled feature vector of these features")
-    kind, got_crc, y = _EXAMPLE.unpack_from(value, 0)
+    kind, got_crc, y, source, seq = _EXAMPLE.unpack_from(value, 0)
     if kind != b"X" or got_crc != crc or y > 1:
         raise ValueError("a labelled feature vector of other features")
-    return dict(zip(names, _values(len(names)).unpack_from(value, _EXAMPLE.size), strict=True)), bool(y)
+    x = dict(zip(names, _values(len(names)).unpack_from(value, _EXAMPLE.size), strict=True))
+    return x, bool(y), int(source), int(seq)
 
 
 class Learner:
@@ -91,16 +104,23 @@ class Learner:
         self.names = tuple(FeatureEngine(settings.features).names)
         self.crc = names_crc(self.names)
         self.examples = 0
+        self.progress: dict[int, int] = {}
+        """Per worker (its source id), the sequence number of the last example learned."""
         self.dirty = False
 
     def fold(self, value: bytes | None) -> bool:
         """Learn one published example; False (nothing learned) if it is not one of ours."""
         try:
-            x, y = decode_example(value, self.names, self.crc)
+            x, y, source, seq = decode_example(value, self.names, self.crc)
         except ValueError:
             return False
         self.scorer.learn_features(x, y)
         self.examples += 1
+        progress = self.progress
+        if seq > progress.get(source, 0):
+            progress[source] = seq
+            if len(progress) > MAX_SOURCES:
+                del progress[min(progress, key=progress.__getitem__)]
         self.dirty = True
         return True
 
@@ -110,6 +130,7 @@ class Learner:
         challenger = sc.challenger if isinstance(sc.challenger, OnlineLogit) else None
         body = {
             "examples": self.examples,
+            "progress": {str(k): v for k, v in self.progress.items()},
             "champion": sc.champion.state(),
             "challenger": challenger.state() if challenger is not None else None,
         }
@@ -117,14 +138,16 @@ class Learner:
 
     def loads(self, value: bytes) -> None:
         """Continue from a published model (a restore); StateError when it does not fit."""
-        models, examples = decode_model(value, self.crc)
+        models, examples, progress = decode_model(value, self.crc)
         self.scorer.restore_models(models)
         self.examples = examples
+        self.progress = progress
         self.dirty = False
 
 
-def decode_model(value: bytes | None, crc: int) -> tuple[ModelsAt, int]:
-    """The models of a publication, and how many examples they learned; StateError otherwise."""
+def decode_model(value: bytes | None, crc: int) -> tuple[ModelsAt, int, dict[int, int]]:
+    """The models of a publication, how many examples they learned, and each worker's last
+    example learned; StateError when it cannot be read."""
     try:
         if value is None or len(value) < _MODEL.size:
             raise ValueError("too short")
@@ -137,6 +160,7 @@ def decode_model(value: bytes | None, crc: int) -> tuple[ModelsAt, int]:
         champion = OnlineLogit.from_state(body["champion"])
         challenger = OnlineLogit.from_state(body["challenger"]) if body.get("challenger") else None
         examples = int(body["examples"])
-    except (ValueError, KeyError, TypeError, orjson.JSONDecodeError) as exc:
+        progress = {int(k): int(v) for k, v in body.get("progress", {}).items()}
+    except (ValueError, KeyError, TypeError, AttributeError, orjson.JSONDecodeError) as exc:
         raise StateError(f"published model refused: {exc}") from exc
-    return ModelsAt(champion, challenger, examples), examples
+    return ModelsAt(champion, challenger, examples), examples, progress

@@ -71,21 +71,22 @@ class ModelReader:
                 self._latest = msg.value()
                 self.received += 1
 
-    def take(self, learned: int) -> ModelsAt | None:
+    def take(self, learned: int) -> tuple[ModelsAt, dict[int, int]] | None:
         """The newest model not yet taken, as :class:`ModelsAt` with the worker's own ``learned``
-        count; None when nothing new (or it cannot be read: counted, logged once)."""
+        count, and each worker's last example it holds; None when nothing new (or it cannot be
+        read: counted, logged once)."""
         value, self._latest = self._latest, None
         if value is None:
             return None
         try:
-            models, examples = decode_model(value, self.crc)
+            models, examples, progress = decode_model(value, self.crc)
         except StateError as exc:
             self.refused += 1
             if self.refused == 1:
                 logger.error("%s: %s (the stage runs other feature or model settings?)", self.topic, exc)
             return None
         self.adopted_examples = examples
-        return ModelsAt(models.champion, models.challenger, learned)
+        return ModelsAt(models.champion, models.challenger, learned), progress
 
     def close(self) -> None:
         if self._consumer is not None:

@@ -29,8 +29,8 @@ def test_a_learner_fed_every_example_is_the_model_that_learned_them_itself():
     for x, y in _examples(2_000):
         assert learner.fold(encode_example(x, y, learner.names, learner.crc))
         alone.learn_features(x, y)
-    models, examples = decode_model(learner.dumps(), learner.crc)
-    assert examples == 2_000
+    models, examples, progress = decode_model(learner.dumps(), learner.crc)
+    assert examples == 2_000 and progress == {}
     x = _examples(2_100)[-1][0]
     assert models.champion.score(x)[0] == pytest.approx(alone.champion.score(x)[0], abs=1e-12)
     assert models.challenger is not None
@@ -45,7 +45,7 @@ def test_a_learner_fed_every_example_is_the_model_that_learned_them_itself():
 def test_examples_and_models_of_other_features_are_refused():
     names = ("a", "b")
     value = encode_example({"a": 1.0, "b": 2.0}, False, names, names_crc(names))
-    assert decode_example(value, names, names_crc(names)) == ({"a": 1.0, "b": 2.0}, False)
+    assert decode_example(value, names, names_crc(names)) == ({"a": 1.0, "b": 2.0}, False, 0, 0)
     other = ("a", "c")
     with pytest.raises(ValueError):
         decode_example(value, other, names_crc(other))
@@ -67,3 +67,18 @@ def test_a_worker_scorer_puts_each_example_it_learns_in_its_outbox():
         scorer.score(t)
     assert len(scorer.learn_outbox) == 50 == scorer.stats.learned
     assert [y for _, y in scorer.learn_outbox] == [bool(t.is_fraud) for t in events]
+
+
+def test_the_published_model_says_how_far_it_learned_each_workers_examples():
+    settings = Settings(metrics_port=None)
+    learner = Learner(settings)
+    examples = _examples(30)
+    for seq, (x, y) in enumerate(examples[:20], start=1):
+        learner.fold(encode_example(x, y, learner.names, learner.crc, source=7, seq=seq))
+    for seq, (x, y) in enumerate(examples[20:], start=1):
+        learner.fold(encode_example(x, y, learner.names, learner.crc, source=9, seq=seq))
+    _, n, progress = decode_model(learner.dumps(), learner.crc)
+    assert n == 30 and progress == {7: 20, 9: 10}
+    again = Learner(settings)
+    again.loads(learner.dumps())
+    assert again.progress == {7: 20, 9: 10}
