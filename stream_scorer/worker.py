@@ -79,7 +79,7 @@ from stream_scorer.worker_metrics import WorkerMetrics, WorkerStats
 
 logger = logging.getLogger(__name__)
 
-ADOPT_EVERY_S = 1.0
+ADOPT_EVERY_S = 0.2
 """Least wall time between two adoptions of the shared learner's model (see _adopt_model)."""
 
 CONSUMER_REJOIN_S = 45.0

@@ -94,7 +94,7 @@ def feature_catalog(settings: FeatureSettings | None = None) -> dict[str, str]:
         for q in sorted(s.bin_levels):
             f[f"{feature}_ge_q{level_tag(q)}"] = (
                 f"1 if {feature} is at or above its {100 * q:.4g}th percentile so far "
-                "(streaming sketch, per partition)"
+                "(streaming sketch of the whole stream with the merchant stage, else per partition)"
             )
     return f
 
