@@ -107,7 +107,8 @@ def histogram_quantiles(text: str, name: str, qs: tuple[float, ...] = (0.5, 0.95
 
 
 def live(
-    ctx: Ctx, data: Path, n: int, mode: str, workers: int, partitions: int, ctx_env: dict[str, str]
+    ctx: Ctx, data: Path, n: int, mode: str, workers: int, partitions: int, ctx_env: dict[str, str],
+    pace: float | None = None,
 ) -> dict[str, Any]:
     """Backfill ``data`` into ``workers`` workers over ``partitions`` partitions; scores by id."""
     import subprocess
@@ -133,8 +134,11 @@ def live(
     time.sleep(3.0)  # the workers join the group before the backfill starts
     env = _env(ctx, topic, group, scores_topic, partitions, f"backfill-{tag}")
     t0 = time.perf_counter()
-    subprocess.run([CLI, "backfill", str(data), "--wait", "--timeout", "3600"], env=env, check=True,
-                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    if pace is None:
+        subprocess.run([CLI, "backfill", str(data), "--wait", "--timeout", "3600"], env=env, check=True,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    else:
+        paced(ctx, data, topic, group, partitions, pace, n)
     seconds = time.perf_counter() - t0
     metrics = [urllib.request.urlopen(f"http://127.0.0.1:{p}/metrics", timeout=10).read().decode() for p in ports]
     cpu_workers = sum(cpu_seconds(p.popen.pid) for p in procs)
@@ -155,6 +159,33 @@ def live(
         stage.stop()
     out["scores"] = _read_scores(ctx, scores_topic, n)
     return out
+
+
+def paced(ctx: Ctx, data: Path, topic: str, group: str, partitions: int, rate: float, n: int) -> None:
+    """Send the file's lines at ``rate`` events per second (keyed by card, as a backfill does),
+    then wait until the group committed them all: a replay closer to live pace, where the
+    stage's wall-clock staleness is less event time."""
+    from confluent_kafka import Producer
+
+    p = Producer({"bootstrap.servers": ctx.broker.bootstrap, "linger.ms": 5, "partitioner": "murmur2_random",
+                  "log_level": 0})
+    t0 = time.perf_counter()
+    with data.open("rb") as f:
+        for i, line in enumerate(f):
+            due = t0 + i / rate
+            while True:
+                wait = due - time.perf_counter()
+                if wait <= 0:
+                    break
+                p.poll(min(wait, 0.01))
+            p.produce(topic, line.rstrip(b"\n"), orjson.loads(line)["card_id"].encode())
+            p.poll(0)
+    p.flush(60)
+    deadline = time.monotonic() + 600
+    while ctx.broker.committed(group, topic, partitions) < n:
+        if time.monotonic() > deadline:
+            raise RuntimeError("paced replay: not committed in time")
+        time.sleep(0.5)
 
 
 def _merged_quantiles(texts: list[str]) -> dict[str, Any]:
@@ -213,7 +244,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=3)
     ap.add_argument("--warmup", type=float, default=0.2, help="share of the first events left out of the metrics")
     ap.add_argument("--runs", default="partition:1:6,stage:1:6,stage:3:12",
-                    help="comma list of mode:workers:partitions")
+                    help="comma list of mode:workers:partitions[:events per second, sent paced instead of a backfill]")
     ap.add_argument("--json", type=Path, help="write the results here")
     ap.add_argument("--env", action="append", default=[], metavar="KEY=VALUE",
                     help="more environment for the workers and the stage (repeatable)")
@@ -230,11 +261,14 @@ def main() -> None:
     ctx = Ctx(broker, work, quick=False)
     try:
         for spec in args.runs.split(","):
-            mode, w, p = spec.split(":")
-            run = live(ctx, data, len(events), mode, int(w), int(p), dict(kv.split("=", 1) for kv in args.env))
+            mode, w, p, *pace = spec.split(":")
+            run = live(ctx, data, len(events), mode, int(w), int(p), dict(kv.split("=", 1) for kv in args.env),
+                       float(pace[0]) if pace else None)
+            if pace:
+                run["pace"] = float(pace[0])
             run.update(evaluate(run.pop("scores"), events, args.warmup))
             res["runs"].append(run)
-            print(_line(f"{mode} {w}w/{p}p", run, res["backtest"]), flush=True)
+            print(_line(f"{mode} {w}w/{p}p" + (f" @{pace[0]}/s" if pace else ""), run, res["backtest"]), flush=True)
     finally:
         for proc in ctx.procs:
             proc.stop(10)
