@@ -5,8 +5,8 @@ On a long-tail world (tens of thousands of terminals, most seen about once a day
 learned at once), in one run, on one own broker:
 
 1. ``stream-scorer backtest`` of the file (one partition, no staleness): the reference;
-2. the live path, ``stream-scorer backfill FILE --wait`` into W ``stream-scorer run`` workers over
-   P partitions, for each (mode, W, P) asked: ``partition`` (each worker its partitions' view of a
+2. the live path, ``stream-scorer backfill FILE --wait`` (at full speed, or ``--rate R``) into W
+   ``stream-scorer run`` workers over P partitions, for each (mode, W, P[, R]) asked: ``partition`` (each worker its partitions' view of a
    merchant: the old way) and ``stage`` (with one ``stream-scorer merchants`` process);
 
 and prints, for the same transactions (all but the first ``--warmup`` share), ROC AUC and
@@ -134,11 +134,9 @@ def live(
     time.sleep(3.0)  # the workers join the group before the backfill starts
     env = _env(ctx, topic, group, scores_topic, partitions, f"backfill-{tag}")
     t0 = time.perf_counter()
-    if pace is None:
-        subprocess.run([CLI, "backfill", str(data), "--wait", "--timeout", "3600"], env=env, check=True,
-                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    else:
-        paced(ctx, data, topic, group, partitions, pace, n)
+    rate = ["--rate", str(pace)] if pace else []
+    subprocess.run([CLI, "backfill", str(data), "--wait", "--timeout", "3600", *rate], env=env, check=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     seconds = time.perf_counter() - t0
     metrics = [urllib.request.urlopen(f"http://127.0.0.1:{p}/metrics", timeout=10).read().decode() for p in ports]
     cpu_workers = sum(cpu_seconds(p.popen.pid) for p in procs)
@@ -159,33 +157,6 @@ def live(
         stage.stop()
     out["scores"] = _read_scores(ctx, scores_topic, n)
     return out
-
-
-def paced(ctx: Ctx, data: Path, topic: str, group: str, partitions: int, rate: float, n: int) -> None:
-    """Send the file's lines at ``rate`` events per second (keyed by card, as a backfill does),
-    then wait until the group committed them all: a replay closer to live pace, where the
-    stage's wall-clock staleness is less event time."""
-    from confluent_kafka import Producer
-
-    p = Producer({"bootstrap.servers": ctx.broker.bootstrap, "linger.ms": 5, "partitioner": "murmur2_random",
-                  "log_level": 0})
-    t0 = time.perf_counter()
-    with data.open("rb") as f:
-        for i, line in enumerate(f):
-            due = t0 + i / rate
-            while True:
-                wait = due - time.perf_counter()
-                if wait <= 0:
-                    break
-                p.poll(min(wait, 0.01))
-            p.produce(topic, line.rstrip(b"\n"), orjson.loads(line)["card_id"].encode())
-            p.poll(0)
-    p.flush(60)
-    deadline = time.monotonic() + 600
-    while ctx.broker.committed(group, topic, partitions) < n:
-        if time.monotonic() > deadline:
-            raise RuntimeError("paced replay: not committed in time")
-        time.sleep(0.5)
 
 
 def _merged_quantiles(texts: list[str]) -> dict[str, Any]:
@@ -244,7 +215,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=3)
     ap.add_argument("--warmup", type=float, default=0.2, help="share of the first events left out of the metrics")
     ap.add_argument("--runs", default="partition:1:6,stage:1:6,stage:3:12",
-                    help="comma list of mode:workers:partitions[:events per second, sent paced instead of a backfill]")
+                    help="comma list of mode:workers:partitions[:rate, the backfill's --rate in events a second]")
     ap.add_argument("--json", type=Path, help="write the results here")
     ap.add_argument("--env", action="append", default=[], metavar="KEY=VALUE",
                     help="more environment for the workers and the stage (repeatable)")

@@ -67,11 +67,13 @@ class _Sender:
     """A producer to the transactions topic that counts deliveries and keeps, per partition, the
     offset after the last record acknowledged there."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, rate: float | None = None) -> None:
         self.topic = settings.topics.transactions
         self.producer = make_producer(settings)
         self.result = BackfillResult()
         self._t0 = time.monotonic()
+        self._every = 1.0 / rate if rate else 0.0
+        """Seconds between two records, at a given rate (0: as fast as Kafka takes them)."""
 
     def _delivered(self, err: KafkaError | None, msg: Message) -> None:
         if err is not None:
@@ -85,6 +87,10 @@ class _Sender:
             ends[p] = o + 1
 
     def send(self, value: bytes, key: bytes | None) -> None:
+        if self._every:
+            due = self._t0 + self.result.sent * self._every
+            while (wait := due - time.monotonic()) > 0:
+                self.producer.poll(min(wait, 0.05))
         while True:
             try:
                 self.producer.produce(self.topic, value, key, on_delivery=self._delivered)
@@ -117,11 +123,14 @@ def _card_key(line: bytes) -> bytes | None:
     return card.encode() if isinstance(card, str) else None
 
 
-def backfill_file(settings: Settings, path: str | Path, progress: bool | None = None) -> BackfillResult:
+def backfill_file(
+    settings: Settings, path: str | Path, progress: bool | None = None, rate: float | None = None
+) -> BackfillResult:
     """Send the transactions of a JSON Lines file, in file order, keyed by card (blank lines are
-    skipped); a progress bar shows on a terminal (``progress=None``)."""
+    skipped), at most ``rate`` a second if given; a progress bar shows on a terminal
+    (``progress=None``)."""
     path = Path(path)
-    sender = _Sender(settings)
+    sender = _Sender(settings, rate)
     with path.open("rb") as f, progress_bar(path.stat().st_size, "backfill", show=progress) as bar:
         unshown = 0
         for line in f:
@@ -159,6 +168,7 @@ def backfill_topic(
     start: Position | None = None,
     end: Position | None = None,
     progress: bool | None = None,
+    rate: float | None = None,
 ) -> BackfillResult:
     """Send the records of topic ``source`` from ``start`` (default: its beginning) up to, not
     including, ``end`` (default: its end when the backfill starts), partition by partition in
@@ -182,7 +192,7 @@ def backfill_topic(
     finally:
         consumer.close()
     ranges = list(zip(parts, firsts, stops, strict=True))
-    sender = _Sender(settings)
+    sender = _Sender(settings, rate)
     with progress_bar(sum(max(0, e - b) for _, b, e in ranges), "backfill", "records", progress) as bar:
 
         def send(key: bytes, value: bytes | None) -> None:

@@ -338,11 +338,14 @@ def cmd_backfill(args: argparse.Namespace) -> int:
         return 2
     settings = _settings(args)
     _configure_logging(settings)
+    if args.rate is not None and not args.rate > 0:
+        print("stream-scorer backfill: --rate must be a positive number of records a second", file=sys.stderr)
+        return 2
     if args.input is not None:
-        result = backfill.backfill_file(settings, args.input)
+        result = backfill.backfill_file(settings, args.input, rate=args.rate)
         source = args.input
     else:
-        result = backfill.backfill_topic(settings, args.source_topic, args.start, args.end)
+        result = backfill.backfill_topic(settings, args.source_topic, args.start, args.end, rate=args.rate)
         source = f"topic {args.source_topic}"
     print(
         f"sent {result.sent} records ({result.bytes / 1e6:.1f} MB) from {source} to"
@@ -510,6 +513,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--wait", action="store_true",
         help="then wait until the worker group has committed a score or dead letter for every record",
+    )
+    p.add_argument(
+        "--rate", type=float, metavar="PER_S",
+        help="send at most this many records a second (default: as fast as Kafka takes them); a slower "
+        "backfill leaves the merchant stage and the shared model less event time behind",
     )
     p.add_argument("--timeout", type=float, default=None, help="with --wait: give up after this many seconds")
     p.set_defaults(func=cmd_backfill)

@@ -94,3 +94,20 @@ def test_refuses_its_own_input_and_a_missing_topic(make_settings):
         backfill_topic(settings, settings.topics.transactions)
     with pytest.raises(ConfigError, match="does not exist"):
         backfill_topic(settings, "no-such-topic-anywhere")
+
+
+def test_a_paced_backfill_sends_no_faster_than_its_rate(make_settings, tmp_path):
+    from stream_scorer.backfill import backfill_file
+
+    settings = make_settings()
+    path = tmp_path / "history.jsonl"
+    path.write_bytes(b"\n".join(orjson.dumps(e) for e in _events(200, seed=33)) + b"\n")
+    result = backfill_file(settings, path, progress=False, rate=100.0)
+    assert result.sent == 200 and result.seconds >= 199 / 100.0
+    fast = backfill_file(settings, path, progress=False)
+    assert fast.seconds < result.seconds / 2
+    proc = subprocess.run(
+        [sys.executable, "-m", "stream_scorer.cli", "backfill", str(path), "--rate", "0"],
+        env=worker_env(settings), capture_output=True, text=True, timeout=60,
+    )
+    assert proc.returncode == 2 and "--rate must be a positive" in proc.stderr
