@@ -6,8 +6,9 @@ learned at once), in one run, on one own broker:
 
 1. ``stream-scorer backtest`` of the file (one partition, no staleness): the reference;
 2. the live path, ``stream-scorer backfill FILE --wait`` (at full speed, or ``--rate R``) into W
-   ``stream-scorer run`` workers over P partitions, for each (mode, W, P[, R]) asked: ``partition`` (each worker its partitions' view of a
-   merchant: the old way) and ``stage`` (with one ``stream-scorer merchants`` process);
+   ``stream-scorer run`` workers over P partitions, for each (mode, W, P[, R]) asked: ``partition``
+   (each worker its partitions' view of a merchant: the old way) and ``stage`` (with one
+   ``stream-scorer merchants`` process);
 
 and prints, for the same transactions (all but the first ``--warmup`` share), ROC AUC and
 average precision beside the backtest's, their ratio, the workers' merchant-table staleness
