@@ -22,6 +22,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPar
 from stream_scorer.config import Settings
 from stream_scorer.exceptions import StateError
 from stream_scorer.kafka.clients import make_consumer
+from stream_scorer.kafka.offsets import watermark_offsets
 from stream_scorer.merchants.records import features_topic
 from stream_scorer.merchants.table import MerchantTable
 
@@ -67,7 +68,7 @@ class TableReader:
         t0 = time.monotonic()
         ends = {}
         for tp in self._partitions:
-            low, high = consumer.get_watermark_offsets(TopicPartition(tp.topic, tp.partition), timeout=30, cached=False)
+            low, high = watermark_offsets(consumer, TopicPartition(tp.topic, tp.partition))
             if high > low:
                 ends[tp.partition] = high
         n = 0
