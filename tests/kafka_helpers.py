@@ -264,7 +264,14 @@ class StageThread:
 
 
 def stage_caught_up(settings: Settings, timeout: float = 120.0) -> None:
-    """Wait until the merchant stage's group has committed everything on ``<group>.by-merchant``."""
+    """Wait until the merchant stage's group has committed everything on ``<group>.by-merchant``.
+
+    Between the stage's committed offset and the end of a partition there may be offsets it never
+    reads: transaction markers (one per card worker whose transaction wrote there: with two
+    workers, the tail may be two markers) and aborted records. So a partition whose end is more
+    than one offset ahead is read from the committed offset, read committed: caught up if nothing
+    comes before the end.
+    """
     from confluent_kafka import TopicPartition
 
     from stream_scorer.merchants.records import by_merchant_topic, stage_group
@@ -277,14 +284,42 @@ def stage_caught_up(settings: Settings, timeout: float = 120.0) -> None:
         parts = [TopicPartition(topic, p) for p in range(n)]
         deadline = time.monotonic() + timeout
         while True:
+            # Read committed, the end of a partition is its last stable offset.
             highs = [c.get_watermark_offsets(tp, timeout=10, cached=False)[1] for tp in parts]
             done = [max(tp.offset, 0) for tp in c.committed(parts, timeout=10)]
-            # A committed transaction ends with a marker: the last one or two offsets may be markers.
-            if all(h - d <= 1 for h, d in zip(highs, done, strict=True)) and sum(highs) > 0:
+            # A committed transaction ends with a marker: the last offset may be a marker.
+            ahead = {p: (d, h) for p, (h, d) in enumerate(zip(highs, done, strict=True)) if h - d > 1}
+            if sum(highs) > 0 and not _records_in(settings, topic, ahead):
                 return
             if time.monotonic() > deadline:
                 raise AssertionError(f"merchant stage behind: committed {done} of {highs}")
             time.sleep(0.3)
+    finally:
+        c.close()
+
+
+def _records_in(settings: Settings, topic: str, spans: dict[int, tuple[int, int]], wait: float = 2.0) -> bool:
+    """Whether any committed record lies in ``[start, end)`` of a partition of ``spans`` (partition
+    -> (start, end)); True too if the reader did not reach every end within ``wait`` seconds."""
+    from confluent_kafka import TopicPartition
+
+    if not spans:
+        return False
+    c = Consumer({"bootstrap.servers": settings.bootstrap_servers, "group.id": f"reader-{uuid.uuid4().hex[:8]}",
+                  "isolation.level": "read_committed", "enable.auto.commit": False})
+    try:
+        c.assign([TopicPartition(topic, p, start) for p, (start, _) in spans.items()])
+        left = dict(spans)
+        deadline = time.monotonic() + wait
+        while left and time.monotonic() < deadline:
+            for m in c.consume(100, 0.2):
+                if m.error() is None and m.partition() in left and m.offset() < left[m.partition()][1]:
+                    return True
+            # Markers and aborted records are never delivered: ask where each partition stands.
+            for tp in c.position([TopicPartition(topic, p) for p in left]):
+                if tp.offset >= left[tp.partition][1]:
+                    del left[tp.partition]
+        return bool(left)
     finally:
         c.close()
 
