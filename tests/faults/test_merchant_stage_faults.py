@@ -254,8 +254,10 @@ def test_broker_restart_with_a_worker_and_a_stage_running(tmp_path):
         for t in (worker, stage):
             assert t.error is None and t.thread.is_alive(), "the worker and the stage wait for the broker"
         kafka.start()
+        # As in test_broker_restart.py: a transaction call that wedged on the broker going away is
+        # given up after 45 s, a consumer that stays out of its group is replaced after 45 s more.
         _wait("the worker scored every transaction after the restart",
-              lambda: committed_total(settings) >= len(events), 180, worker, stage)
+              lambda: committed_total(settings) >= len(events), 240, worker, stage)
         stage_caught_up(settings)
         worker.stop()
         stage.stop()
