@@ -264,36 +264,67 @@ class StageThread:
 
 
 def stage_caught_up(settings: Settings, timeout: float = 120.0) -> None:
-    """Wait until the merchant stage's group has committed every record of ``<group>.by-merchant``
-    (and of ``<group>.learn``, when it exists): no committed record lies past its committed offset."""
+    """Wait until the merchant stage's group has committed everything on ``<group>.by-merchant``
+    (and on ``<group>.learn``, the shared learner's input, when it exists).
+
+    Between the stage's committed offset and the end of a partition there may be offsets it never
+    reads: transaction markers (one per card worker whose transaction wrote there: with two
+    workers, the tail may be two markers) and aborted records. So a partition whose end is more
+    than one offset ahead is read from the committed offset, read committed: caught up if nothing
+    comes before the end.
+    """
     from confluent_kafka import TopicPartition
 
     from stream_scorer.merchants.learning import learn_topic
     from stream_scorer.merchants.records import by_merchant_topic, stage_group
 
-    group = stage_group(settings.group_id)
-    c = Consumer({"bootstrap.servers": settings.bootstrap_servers, "group.id": group,
+    c = Consumer({"bootstrap.servers": settings.bootstrap_servers, "group.id": stage_group(settings.group_id),
                   "isolation.level": "read_committed", "enable.auto.commit": False})
-    probe = Consumer({"bootstrap.servers": settings.bootstrap_servers, "group.id": f"probe-{uuid.uuid4().hex[:8]}",
-                      "isolation.level": "read_committed", "enable.auto.commit": False})
     try:
         md = c.list_topics(timeout=10).topics
         parts = [TopicPartition(t, p) for t in (by_merchant_topic(settings.group_id), learn_topic(settings.group_id))
                  if t in md for p in md[t].partitions]
         deadline = time.monotonic() + timeout
         while True:
-            done = c.committed(parts, timeout=10)
-            # Transaction markers sit past the last record: look for a record, not at the offsets.
-            probe.assign([TopicPartition(tp.topic, tp.partition, max(tp.offset, 0)) for tp in done])
-            left = [m for m in probe.consume(100, 1.0) if m.error() is None]
-            if not left and all(tp.offset >= 0 for tp in done):
+            # Read committed, the end of a partition is its last stable offset.
+            highs = [c.get_watermark_offsets(tp, timeout=10, cached=False)[1] for tp in parts]
+            done = [max(tp.offset, 0) for tp in c.committed(parts, timeout=10)]
+            # A committed transaction ends with a marker: the last offset may be a marker.
+            ahead = {(tp.topic, tp.partition): (d, h) for tp, h, d in zip(parts, highs, done, strict=True) if h - d > 1}
+            if sum(highs) > 0 and not _records_in(settings, ahead):
                 return
             if time.monotonic() > deadline:
-                raise AssertionError(f"merchant stage behind: committed {[tp.offset for tp in done]}")
+                raise AssertionError(f"merchant stage behind: committed {done} of {highs}")
             time.sleep(0.3)
     finally:
         c.close()
-        probe.close()
+
+
+def _records_in(settings: Settings, spans: dict[tuple[str, int], tuple[int, int]], wait: float = 2.0) -> bool:
+    """Whether any committed record lies in ``[start, end)`` of a partition of ``spans`` ((topic,
+    partition) -> (start, end)); True too if the reader did not reach every end within ``wait`` seconds."""
+    from confluent_kafka import TopicPartition
+
+    if not spans:
+        return False
+    c = Consumer({"bootstrap.servers": settings.bootstrap_servers, "group.id": f"reader-{uuid.uuid4().hex[:8]}",
+                  "isolation.level": "read_committed", "enable.auto.commit": False})
+    try:
+        c.assign([TopicPartition(t, p, start) for (t, p), (start, _) in spans.items()])
+        left = dict(spans)
+        deadline = time.monotonic() + wait
+        while left and time.monotonic() < deadline:
+            for m in c.consume(100, 0.2):
+                key = (m.topic(), m.partition())
+                if m.error() is None and key in left and m.offset() < left[key][1]:
+                    return True
+            # Markers and aborted records are never delivered: ask where each partition stands.
+            for tp in c.position([TopicPartition(t, p) for t, p in left]):
+                if tp.offset >= left[(tp.topic, tp.partition)][1]:
+                    del left[(tp.topic, tp.partition)]
+        return bool(left)
+    finally:
+        c.close()
 
 
 def merchant_states(settings: Settings) -> dict[str, bytes]:

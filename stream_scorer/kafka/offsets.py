@@ -132,3 +132,27 @@ def committed_offsets(consumer: Any, partitions: list[TopicPartition], pause_s: 
                 last_warning = now
             time.sleep(pause_s)
 
+
+NEW_TOPIC_CODES = frozenset({
+    KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE, KafkaError.UNKNOWN_TOPIC_OR_PART,
+})
+"""What a topic created a moment ago answers until its leaders are known (librdkafka does not
+flag them ``retriable()``)."""
+
+
+def watermark_offsets(
+    consumer: Any, tp: TopicPartition, timeout_s: float = 30.0, pause_s: float = 0.2
+) -> tuple[int, int]:
+    """``(low, high)`` of a partition, retrying for up to ``timeout_s`` while the answer is an error
+    a later try can clear: a topic created a moment ago answers ``NOT_LEADER_FOR_PARTITION`` until
+    its leader is known (a worker that creates the merchant topics reads them at once)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            low, high = consumer.get_watermark_offsets(tp, timeout=timeout_s, cached=False)
+            return int(low), int(high)
+        except KafkaException as exc:
+            err: KafkaError = exc.args[0]
+            if not (retriable(err) or err.code() in NEW_TOPIC_CODES) or time.monotonic() > deadline:
+                raise
+            time.sleep(pause_s)

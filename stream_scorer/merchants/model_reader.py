@@ -17,8 +17,8 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPar
 from stream_scorer.config import Settings
 from stream_scorer.exceptions import StateError
 from stream_scorer.kafka.clients import make_consumer
+from stream_scorer.kafka.offsets import watermark_offsets
 from stream_scorer.merchants.learning import MODEL_KEY, decode_model, model_topic, names_crc
-from stream_scorer.merchants.table_reader import watermarks
 from stream_scorer.pipeline import ModelsAt
 
 logger = logging.getLogger(__name__)
@@ -48,7 +48,7 @@ class ModelReader:
         assert consumer is not None
         tp = TopicPartition(self.topic, 0)
         deadline = time.monotonic() + timeout_s
-        low, high = watermarks(consumer, tp, deadline)
+        low, high = watermark_offsets(consumer, tp)
         while high > low and consumer.position([tp])[0].offset < high:
             if time.monotonic() > deadline:
                 raise StateError(f"reading the published model from {self.topic} took over {timeout_s:.0f}s")

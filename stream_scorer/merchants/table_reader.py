@@ -22,6 +22,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPar
 from stream_scorer.config import Settings
 from stream_scorer.exceptions import StateError
 from stream_scorer.kafka.clients import make_consumer
+from stream_scorer.kafka.offsets import watermark_offsets
 from stream_scorer.merchants.records import features_topic
 from stream_scorer.merchants.table import MerchantTable
 
@@ -67,7 +68,7 @@ class TableReader:
         t0 = time.monotonic()
         ends = {}
         for tp in self._partitions:
-            low, high = watermarks(consumer, TopicPartition(tp.topic, tp.partition), t0 + timeout_s)
+            low, high = watermark_offsets(consumer, TopicPartition(tp.topic, tp.partition))
             if high > low:
                 ends[tp.partition] = high
         n = 0
@@ -146,15 +147,3 @@ class TableReader:
             self._consumer.close()
         self._consumer = None
 
-
-def watermarks(consumer: Consumer, tp: TopicPartition, deadline: float) -> tuple[int, int]:
-    """A partition's watermarks, waiting while its leader is not known yet (a topic just made)."""
-    while True:
-        try:
-            low, high = consumer.get_watermark_offsets(tp, timeout=10, cached=False)
-            return int(low), int(high)
-        except KafkaException as exc:
-            err = exc.args[0]
-            if (not err.retriable() and "LEADER" not in err.name()) or time.monotonic() > deadline:
-                raise
-            time.sleep(0.2)

@@ -28,6 +28,7 @@ from confluent_kafka import Consumer, KafkaException, TopicPartition
 from stream_scorer.config import Settings
 from stream_scorer.exceptions import StateError
 from stream_scorer.kafka.clients import consumer_config
+from stream_scorer.kafka.offsets import watermark_offsets
 from stream_scorer.model.pending import Pending
 
 logger = logging.getLogger(__name__)
@@ -127,7 +128,7 @@ def read_partition(
     consumer = Consumer(conf)
     tp = TopicPartition(topic, partition)
     try:
-        low, high = consumer.get_watermark_offsets(tp, timeout=30, cached=False)
+        low, high = watermark_offsets(consumer, tp)
         if end is not None:
             high = min(high, end)
         begin = max(start, low)

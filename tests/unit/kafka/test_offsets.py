@@ -6,7 +6,7 @@ import pytest
 from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
 from stream_scorer.exceptions import InvariantError
-from stream_scorer.kafka.offsets import OpenUnit, committed_offsets, topic_partitions
+from stream_scorer.kafka.offsets import OpenUnit, committed_offsets, topic_partitions, watermark_offsets
 from tests.fakes import TP, FakeConsumer, retriable
 
 
@@ -81,3 +81,30 @@ def test_a_partition_error_no_retry_fixes_raises():
     c.answers = [[TP("tx", 0, -1001, KafkaError(KafkaError.TOPIC_AUTHORIZATION_FAILED))]]
     with pytest.raises(KafkaException, match="TOPIC_AUTHORIZATION_FAILED"):
         committed_offsets(c, [TopicPartition("tx", 0)], pause_s=0.0)
+
+
+class Watermarks:
+    """A consumer whose ``get_watermark_offsets`` raises the given errors first."""
+
+    def __init__(self, *errors: int) -> None:
+        self.errors = list(errors)
+        self.calls = 0
+
+    def get_watermark_offsets(self, tp: TopicPartition, timeout: float, cached: bool) -> tuple[int, int]:
+        self.calls += 1
+        if self.errors:
+            raise KafkaException(KafkaError(self.errors.pop(0)))
+        return 0, 42
+
+
+def test_watermarks_of_a_topic_created_a_moment_ago_are_waited_for():
+    """A worker creating the merchant topics read them at once and died of NOT_LEADER_FOR_PARTITION
+    (its leader not known yet), librdkafka not calling that retriable."""
+    c = Watermarks(KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE)
+    assert watermark_offsets(c, TopicPartition("t", 0), pause_s=0.0) == (0, 42) and c.calls == 3
+
+
+def test_watermarks_raise_what_no_retry_fixes():
+    c = Watermarks(KafkaError.TOPIC_AUTHORIZATION_FAILED)
+    with pytest.raises(KafkaException, match="TOPIC_AUTHORIZATION_FAILED"):
+        watermark_offsets(c, TopicPartition("t", 0), pause_s=0.0)
