@@ -359,3 +359,32 @@ def merchant_states(settings: Settings) -> dict[str, bytes]:
         return out
     finally:
         c.close()
+
+
+def published_examples(settings: Settings) -> int:
+    """How many labelled feature vectors the shared learner's latest committed model learned
+    (0 when none was published)."""
+    from confluent_kafka import TopicPartition
+
+    from stream_scorer.features.engine import FeatureEngine
+    from stream_scorer.merchants.learning import decode_model, model_topic, names_crc
+
+    topic = model_topic(settings.group_id)
+    c = Consumer({"bootstrap.servers": settings.bootstrap_servers, "group.id": f"reader-{uuid.uuid4().hex[:8]}",
+                  "isolation.level": "read_committed", "enable.auto.commit": False})
+    try:
+        tp = TopicPartition(topic, 0)
+        _, high = c.get_watermark_offsets(tp, timeout=10, cached=False)
+        latest = None
+        c.assign([TopicPartition(topic, 0, 0)])
+        deadline = time.monotonic() + 60
+        while high > 0 and c.position([tp])[0].offset < high:
+            assert time.monotonic() < deadline, f"reading {topic} timed out"
+            for m in c.consume(100, 0.5):
+                if m.error() is None and m.value() is not None:
+                    latest = m.value()
+        if latest is None:
+            return 0
+        return decode_model(latest, names_crc(tuple(FeatureEngine(settings.features).names)))[1]
+    finally:
+        c.close()
