@@ -82,6 +82,10 @@ logger = logging.getLogger(__name__)
 ADOPT_EVERY_S = 0.2
 """Least wall time between two adoptions of the shared learner's model (see _adopt_model)."""
 
+MAX_REAPPLIED = 10_000
+"""Own examples kept to learn again on top of an adopted model: the newest ones (a learner more
+than this behind, or none running, must not make a worker hold every feature vector it learns)."""
+
 CONSUMER_REJOIN_S = 45.0
 """A consumer that lost its partitions and has none back after this long is replaced."""
 
@@ -112,7 +116,7 @@ class Worker:
         # those the adopted model may not hold yet are learned again on top of it.
         self._source = zlib.crc32(f"{s.instance_id}/{time.time_ns()}".encode()) or 1
         self._seq = self._committed_seq = 0
-        self._examples: deque[tuple[int, dict[str, float], bool]] = deque()
+        self._examples: deque[tuple[int, dict[str, float], bool]] = deque(maxlen=MAX_REAPPLIED)
         self._next_adoption = 0.0
         self.eos = s.processing_guarantee == "exactly_once"
         self.server: MetricsServer | None = None
@@ -440,9 +444,9 @@ class Worker:
         outbox.clear()
 
     def _adopt_model(self, now: float | None = None) -> None:
-        """Score with the learner's latest model, between commits only and at most once a second,
-        with this worker's own examples it does not hold yet learned again on top; the result
-        becomes the rollback point."""
+        """Score with the learner's latest model, between commits only and at most every
+        ``ADOPT_EVERY_S``, with this worker's own examples it does not hold yet learned again on
+        top; the result becomes the rollback point."""
         reader = self.model_reader
         if reader is None or self.commits.open:
             return

@@ -82,3 +82,10 @@ def test_the_published_model_says_how_far_it_learned_each_workers_examples():
     again = Learner(settings)
     again.loads(learner.dumps())
     assert again.progress == {7: 20, 9: 10}
+
+
+def test_a_worker_without_a_learner_keeps_a_bounded_number_of_its_examples():
+    from stream_scorer.worker import MAX_REAPPLIED, Worker
+
+    w = Worker(Settings(metrics_port=None))
+    assert w._examples.maxlen == MAX_REAPPLIED
