@@ -40,7 +40,7 @@ for _p in (str(ROOT), str(BENCH)):
         sys.path.insert(0, _p)
 
 import orjson  # noqa: E402
-from run import CLI, Broker, Ctx, cpu_seconds  # noqa: E402
+from run import CLI, Broker, Ctx, _worker_env, cpu_seconds  # noqa: E402
 
 from stream_scorer.evaluation.metrics import average_precision_exact, roc_auc_exact  # noqa: E402
 from stream_scorer.kafka.launcher import free_port  # noqa: E402
@@ -124,16 +124,16 @@ def live(
     if mode == "stage":
         # The stage's topics get the same partitions as the input (created here, before anyone
         # can create them with the default count).
-        env = _env(ctx, topic, group, scores_topic, partitions, "stage", **base,
+        env = _env(ctx, topic, group, tag, partitions, "stage", **base,
                    STREAM_SCORER_METRICS_PORT=str(free_port()))
         ctx.broker.create({f"{group}.by-merchant": partitions})
         stage = ctx.spawn(f"stage-{tag}", [CLI, "merchants"], env)
     for i in range(workers):
-        env = _env(ctx, topic, group, scores_topic, partitions, f"w{i}-{tag}", **base,
+        env = _env(ctx, topic, group, tag, partitions, f"w{i}-{tag}", **base,
                    STREAM_SCORER_METRICS_PORT=str(ports[i]))
         procs.append(ctx.spawn(f"w{i}-{tag}", [CLI, "run"], env))
     time.sleep(3.0)  # the workers join the group before the backfill starts
-    env = _env(ctx, topic, group, scores_topic, partitions, f"backfill-{tag}")
+    env = _env(ctx, topic, group, tag, partitions, f"backfill-{tag}")
     t0 = time.perf_counter()
     rate = ["--rate", str(pace)] if pace else []
     subprocess.run([CLI, "backfill", str(data), "--wait", "--timeout", "3600", *rate], env=env, check=True,
@@ -170,23 +170,11 @@ def _merged_quantiles(texts: list[str]) -> dict[str, Any]:
     return histogram_quantiles(merged, name)
 
 
-def _env(ctx: Ctx, topic: str, group: str, scores: str, partitions: int, name: str, **more: str) -> dict[str, str]:
+def _env(ctx: Ctx, topic: str, group: str, tag: str, partitions: int, name: str, **more: str) -> dict[str, str]:
+    """A worker's, stage's or backfill's environment: ``run.py``'s, on ``partitions`` partitions."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("STREAM_SCORER_") or "KAFKA_" in k}
-    env.update(
-        STREAM_SCORER_BOOTSTRAP_SERVERS=ctx.broker.bootstrap,
-        STREAM_SCORER_GROUP_ID=group,
-        STREAM_SCORER_TOPICS__TRANSACTIONS=topic,
-        STREAM_SCORER_TOPICS__LABELS=f"{topic}.labels",
-        STREAM_SCORER_TOPICS__SCORES=scores,
-        STREAM_SCORER_TOPICS__DLQ=f"{scores}.dlq",
-        STREAM_SCORER_TOPICS__DRIFT_ALERTS=f"{scores}.drift",
-        STREAM_SCORER_TOPICS__PARTITIONS=str(partitions),
-        STREAM_SCORER_STATE_DIR=str(ctx.work / f"state-{name}"),
-        STREAM_SCORER_INSTANCE_ID=name,
-        STREAM_SCORER_LOG_FORMAT="text",
-        STREAM_SCORER_LOG_LEVEL="WARNING",
-        STREAM_SCORER_METRICS_PORT="0",
-    )
+    env.update(_worker_env(ctx, name, topic, group, tag))
+    env.update(STREAM_SCORER_TOPICS__PARTITIONS=str(partitions), STREAM_SCORER_METRICS_PORT="0")
     env.update(more)
     return env
 
