@@ -189,8 +189,13 @@ def ensure_learning_topics(settings: Settings) -> None:
     learning order) and the compacted ``<group>.model``."""
     from stream_scorer.merchants.learning import learn_topic, model_topic
 
-    if not settings.create_topics:
-        return
     learn, model = learn_topic(settings.group_id), model_topic(settings.group_id)
-    ensure_topics(settings, [learn], partitions=1)
-    ensure_topics(settings, [model], compacted=[model], partitions=1)
+    if settings.create_topics:
+        ensure_topics(settings, [learn], partitions=1)
+        ensure_topics(settings, [model], compacted=[model], partitions=1)
+    missing = [t for t in (learn, model) if partition_count(settings, t) == 0]
+    if missing:
+        raise ConfigError(
+            f"STREAM_SCORER_LEARNING: topic(s) {', '.join(map(repr, missing))} do not exist and topics are not "
+            "created (STREAM_SCORER_CREATE_TOPICS=false): create them, or set STREAM_SCORER_LEARNING=worker"
+        )
