@@ -47,6 +47,7 @@ import threading
 import time
 import zlib
 from collections import deque
+from collections.abc import Sequence
 from typing import Any
 
 import orjson
@@ -410,38 +411,37 @@ class Worker:
         self.metrics.batch_seconds.observe(time.perf_counter() - t0)
 
     def _send_to_merchants(self) -> None:
-        """The batch's transactions and labels, keyed by merchant, to the merchant stage: in the
-        open transaction (exactly once) or counted in the unit's reports (at least once)."""
-        assert self.table is not None and self.out.producer is not None
-        outbox = self.table.outbox
-        topic, cb = self._by_merchant, self.commits.record_cb
+        """The batch's transactions and labels, keyed by merchant, to the merchant stage."""
+        assert self.table is not None
+        self._send(self._by_merchant, self.table.outbox)
+        self.table.outbox.clear()
+
+    def _send_to_learner(self) -> None:
+        """The batch's labelled feature vectors to the shared learner, numbered for adoption."""
+        assert self.scorer.learn_outbox is not None
+        outbox = self.scorer.learn_outbox
+        names, crc, source, seq, examples = self._names, self._names_crc, self._source, self._seq, self._examples
+        out: list[tuple[int, bytes | None, bytes]] = []
+        for x, y in outbox:
+            seq += 1
+            examples.append((seq, x, y))
+            out.append((0, None, encode_example(x, y, names, crc, source, seq)))
+        self._seq = seq
+        self._send(self._learn_topic, out)
+        outbox.clear()
+
+    def _send(self, topic: str, records: Sequence[tuple[int, bytes | None, bytes]]) -> None:
+        """``(partition, key, value)`` records to ``topic``: in the open transaction (exactly
+        once) or counted in the unit's reports (at least once), as dead letters are."""
+        assert self.out.producer is not None
+        cb = self.commits.record_cb
         produce = self.out.producer.produce
-        for partition, key, value in outbox:
+        for partition, key, value in records:
             try:
                 produce(topic, value, key, partition=partition, on_delivery=cb)
             except BufferError:
                 self.out.produce_blocking(topic, value, key, cb, partition)
-        self.commits.reports.produced += len(outbox)
-        outbox.clear()
-
-    def _send_to_learner(self) -> None:
-        """The batch's labelled feature vectors to the shared learner, as the merchant records go."""
-        assert self.out.producer is not None and self.scorer.learn_outbox is not None
-        outbox = self.scorer.learn_outbox
-        topic, cb, names, crc = self._learn_topic, self.commits.record_cb, self._names, self._names_crc
-        produce = self.out.producer.produce
-        source, seq, examples = self._source, self._seq, self._examples
-        for x, y in outbox:
-            seq += 1
-            examples.append((seq, x, y))
-            value = encode_example(x, y, names, crc, source, seq)
-            try:
-                produce(topic, value, None, partition=0, on_delivery=cb)
-            except BufferError:
-                self.out.produce_blocking(topic, value, None, cb, 0)
-        self._seq = seq
-        self.commits.reports.produced += len(outbox)
-        outbox.clear()
+        self.commits.reports.produced += len(records)
 
     def _adopt_model(self, now: float | None = None) -> None:
         """Score with the learner's latest model, between commits only and at most every
@@ -453,9 +453,7 @@ class Worker:
         now = time.monotonic() if now is None else now
         if now < self._next_adoption:
             return
-        scorer = self.scorer
-        learned = scorer.stats.learned
-        taken = reader.take(learned)
+        taken = reader.take()
         if taken is None:
             return
         self._next_adoption = now + ADOPT_EVERY_S
@@ -463,6 +461,8 @@ class Worker:
         examples, held = self._examples, progress.get(self._source, 0)
         while examples and examples[0][0] <= held:
             examples.popleft()
+        scorer = self.scorer
+        learned = scorer.stats.learned  # this worker's own count, which the adoption keeps
         scorer.restore_models(models)
         for _, x, y in examples:
             scorer.learn_features(x, y)

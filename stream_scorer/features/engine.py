@@ -196,13 +196,12 @@ class FeatureEngine:
             self._dirty_merchants.add(merchant_id)
         else:
             # The same features in the same order, the merchant's read from the global table.
-            mx: dict[str, float] = {}
-            mhash = table.read(merchant_id, ts, mx)
+            m, mhash = table.find(merchant_id)
             if self._card.update(buf, amount, ts, mhash, x):
                 self.late_events += 1
             self._memory.update(buf, self._memory_at, attributes, x)
             self._card_risk.read(buf, self._risk_at, ts, x)
-            x.update(mx)
+            table.book.read(m, ts, x)
         if self._category_risk:
             self._read_categories(attributes, ts, x)
         if self._signals:

@@ -71,10 +71,9 @@ class ModelReader:
                 self._latest = msg.value()
                 self.received += 1
 
-    def take(self, learned: int) -> tuple[ModelsAt, dict[int, int]] | None:
-        """The newest model not yet taken, as :class:`ModelsAt` with the worker's own ``learned``
-        count, and each worker's last example it holds; None when nothing new (or it cannot be
-        read: counted, logged once)."""
+    def take(self) -> tuple[ModelsAt, dict[int, int]] | None:
+        """The newest model not yet taken, and each worker's last example it holds; None when
+        nothing new (or it cannot be read: counted, logged once)."""
         value, self._latest = self._latest, None
         if value is None:
             return None
@@ -86,7 +85,7 @@ class ModelReader:
                 logger.error("%s: %s (the stage runs other feature or model settings?)", self.topic, exc)
             return None
         self.adopted_examples = examples
-        return ModelsAt(models.champion, models.challenger, learned), progress
+        return models, progress
 
     def close(self) -> None:
         if self._consumer is not None:

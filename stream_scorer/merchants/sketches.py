@@ -117,7 +117,3 @@ class MergedSketches:
                 b.refresh()
             self._refreshed_at = n
 
-    def read(self, values: tuple[float, ...], x: dict[str, float]) -> None:
-        """The indicators of one transaction's binned values against the merged edges."""
-        for b, v in zip(self.bins, values, strict=True):
-            b.read(v, x)

@@ -49,12 +49,12 @@ logger = logging.getLogger(__name__)
 class StagePartition:
     """The merchants of one partition, and which changed since the last publication."""
 
+    sketches: SketchSet
+    """The quantile sketches of the binned values of this partition's transactions."""
     merchants: dict[str, MerchantState] = field(default_factory=dict)
     dirty: dict[str, int] = field(default_factory=dict)
     """Merchant id -> wall-clock ms of the oldest record folded since its last publication."""
     evicted: set[str] = field(default_factory=set)
-    sketches: SketchSet | None = None
-    """The quantile sketches of the binned values of this partition's transactions."""
     sketches_dirty: bool = False
     watermark: float = -math.inf
     """The latest time of any record of this partition (the eviction clock)."""
@@ -220,7 +220,6 @@ class MerchantStage:
 
         def apply(key: bytes, value: bytes | None) -> None:
             if key == records.SKETCHES_KEY:
-                assert part.sketches is not None
                 if value is not None:
                     try:
                         part.sketches.loads(value)
@@ -320,7 +319,7 @@ class MerchantStage:
                 if fold_event(m, ts, number):
                     late += 1
                 events += 1
-                if values and part.sketches is not None and part.sketches.fold(values):
+                if values and part.sketches.fold(values):
                     part.sketches_dirty = True
             else:
                 fold_label(m, ts, number > 0.5)
@@ -379,7 +378,7 @@ class MerchantStage:
                 produce(self.out_topic, None, ident.encode(), cb, partition=p)
             tombstones += len(part.evicted)
             part.evicted.clear()
-            if part.sketches_dirty and part.sketches is not None:
+            if part.sketches_dirty:
                 produce(self.out_topic, part.sketches.dumps(), records.SKETCHES_KEY, cb, partition=p)
                 part.sketches_dirty = False
         learner = self.learner

@@ -44,11 +44,13 @@ class MerchantTable:
         self.book = MerchantBook(settings)
         self.partitions = partitions
         """Partitions of ``<group>.by-merchant`` (set by the worker once it knows the topic)."""
-        self.settle = settle
         self.merchants: dict[str, MerchantState] = {}
         self.sketches = MergedSketches(settings)
         """The quantile sketches of the binned features, summed over the stage's partitions."""
         self._own_sketches = SketchSet(settings) if settle else None
+        """With ``settle``: the sketches this table counts itself, as the stage would."""
+        self._bins = self._own_sketches.bins if self._own_sketches is not None else self.sketches.bins
+        """The sketches bin indicators are read against."""
         self.outbox: list[Outgoing] = []
         self.watermark = -math.inf
         """The latest time any merchant in the table was touched (its clock for eviction)."""
@@ -56,40 +58,39 @@ class MerchantTable:
         self.tombstones = 0
         self.refused = 0
         self.evicted = 0
-        self._hashes: dict[str, int] = {}
         self._next_sweep = -math.inf
         self._evict_interval_s = settings.evict_interval_s
 
     # -- the feature engine's side --------------------------------------------------------------
 
+    @property
+    def settle(self) -> bool:
+        """The table is its own stage (no Kafka, no staleness)."""
+        return self._own_sketches is not None
+
+    def find(self, merchant_id: str) -> tuple[MerchantState | None, int]:
+        """The merchant's state (None: not heard of) and its hash, for the card's merchant memory."""
+        m = self.merchants.get(merchant_id)
+        return m, (m.mhash if m is not None else merchant_hash(merchant_id))
+
     def read(self, merchant_id: str, ts: float, x: dict[str, float]) -> int:
         """Write the merchant's features at ``ts`` into ``x``; return its hash (card memory)."""
-        m = self.merchants.get(merchant_id)
+        m, mhash = self.find(merchant_id)
         self.book.read(m, ts, x)
-        if m is not None:
-            return m.mhash
-        h = self._hashes.get(merchant_id)
-        if h is None:
-            if len(self._hashes) > 100_000:
-                self._hashes.clear()
-            h = self._hashes[merchant_id] = merchant_hash(merchant_id)
-        return h
+        return mhash
 
     def read_bins(self, values: tuple[float, ...], x: dict[str, float]) -> None:
         """The bin indicators of a transaction's binned feature ``values``, against the edges of
         the sketches of the whole stream."""
-        if self._own_sketches is not None:
-            for b, v in zip(self._own_sketches.bins, values, strict=True):
-                b.read(v, x)
-        else:
-            self.sketches.read(values, x)
+        for b, v in zip(self._bins, values, strict=True):
+            b.read(v, x)
 
     def send_event(
         self, merchant_id: str, ts: float, amount: float, values: tuple[float, ...] = ()
     ) -> None:
         """A transaction of ``merchant_id`` was scored, with its binned features' ``values``:
         the merchant stage must fold it."""
-        if self._own_sketches is not None:
+        if self._own_sketches is not None:  # settle
             self.book.fold_event(self._settle(merchant_id), ts, amount)
             self._own_sketches.fold(values)
             self._touch(ts)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 
 from stream_scorer.config import load_settings
+from stream_scorer.merchants.sketches import SketchSet
 from stream_scorer.merchants.stage import MerchantStage, StagePartition
 from tests.fakes import FakeConsumer
 
@@ -28,7 +29,8 @@ def test_lag_covers_the_partitions_owned_now():
     stage = MerchantStage(load_settings(metrics_port=None))
     topic = stage.in_topic
     stage._consumer = FakeConsumer({(topic, 0): 40, (topic, 1): 90, (topic, 2): 100})  # ends at 100
-    stage.parts = {0: StagePartition(), 1: StagePartition()}
+    sketches = stage.settings.features
+    stage.parts = {0: StagePartition(SketchSet(sketches)), 1: StagePartition(SketchSet(sketches))}
     stage.parts[0].merchants["m1"] = stage.book.new("m1")
     stage.parts[1].merchants["m2"] = stage.book.new("m2")
     _refresh(stage)
